@@ -1,0 +1,3 @@
+/** Backprop extensions: what to compute per parameter during the backward pass. */
+export * from './firstorder/index';
+export * from './secondorder/index';

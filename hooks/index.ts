@@ -1,0 +1,2 @@
+/** Group hooks (ViViT computations). */
+export {};

@@ -1,0 +1,13 @@
+export { extend, ExtendedModel } from './extend';
+export type { ExtendOptions, BackwardOptions, ModuleEntry } from './extend';
+export { BackwardStep } from './backward';
+export type { StepModel, StepPlan, StepResults } from './backward';
+export { BackwardResult } from './results';
+export type { Extension, ParamContext, ModelInfo, StepInfo, ResultOf } from './extension';
+export { checkSubsampling } from './extension';
+export type { GroupHook, ParamGroupSpec, ResolvedGroup, GroupResultOf } from './hook';
+export { ParamLayout } from './params';
+export type { ParamInfo, ParamRef } from './params';
+export * from './quantity';
+export { paramProduct } from './paramProducts';
+export type { ProductKind } from './paramProducts';

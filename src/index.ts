@@ -1,0 +1,10 @@
+/**
+ * curvpack — packs more into backprop for TensorFlow.js.
+ */
+export * from './backend';
+export * from './derivatives/index';
+export * from './derivatives/losses/index';
+export * from './engine/index';
+export * from './utils/random';
+export * from '../extensions/index';
+export * from '../hooks/index';
