@@ -53,6 +53,15 @@ export class DenseDerivatives implements LinearModuleDerivatives {
     });
   }
 
+  jacTMatProdWithKernel(_rec: ForwardRecord, mat: tf.Tensor, kernel: tf.Tensor): tf.Tensor {
+    const [inF, outF] = this.kernel.shape as [number, number];
+    return tf.tidy(() => {
+      const rows = mat.size / outF;
+      const r = tf.matMul(tf.reshape(mat, [rows, outF]), tf.transpose(tf.reshape(kernel, [inF, outF])));
+      return tf.reshape(r, [...mat.shape.slice(0, -1), inF]);
+    });
+  }
+
   jacMatProd(_rec: ForwardRecord, mat: tf.Tensor): tf.Tensor {
     const [inF, outF] = this.kernel.shape as [number, number];
     return tf.tidy(() => {

@@ -93,6 +93,13 @@ export interface LinearModuleDerivatives extends ModuleDerivatives {
   unfoldOutput(mat: tf.Tensor4D, outShape: readonly number[]): tf.Tensor;
   /** Forward-mode parameter product: `[V, ...paramShape] → [V, N, ...out]`. */
   paramJacMatProd(rec: ForwardRecord, role: ParamRole, v: tf.Tensor): tf.Tensor;
+  /**
+   * `jacTMatProd` with the kernel replaced by `kernel` (same shape, no bias):
+   * the input Jacobian is linear in the kernel, so this is the derivative of
+   * `Jᵀ·mat` along a kernel direction — the cross term of exact
+   * Hessian-vector products (R-operator).
+   */
+  jacTMatProdWithKernel(rec: ForwardRecord, mat: tf.Tensor, kernel: tf.Tensor): tf.Tensor;
 }
 
 export function isLinearModule(m: ModuleDerivatives): m is LinearModuleDerivatives {
