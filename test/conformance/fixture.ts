@@ -61,9 +61,9 @@ export function buildLayer(spec: Record<string, unknown>, inputShape?: number[])
         useBias: cfg.useBias as boolean,
       });
     case 'MaxPooling2D':
-      return tf.layers.maxPooling2d({ ...base, poolSize: cfg.poolSize as number[], strides: cfg.strides as number[], padding: cfg.padding as 'valid' | 'same' });
+      return tf.layers.maxPooling2d({ ...base, poolSize: cfg.poolSize as [number, number], strides: cfg.strides as [number, number], padding: cfg.padding as 'valid' | 'same' });
     case 'AveragePooling2D':
-      return tf.layers.averagePooling2d({ ...base, poolSize: cfg.poolSize as number[], strides: cfg.strides as number[], padding: cfg.padding as 'valid' | 'same' });
+      return tf.layers.averagePooling2d({ ...base, poolSize: cfg.poolSize as [number, number], strides: cfg.strides as [number, number], padding: cfg.padding as 'valid' | 'same' });
     case 'ZeroPadding2D':
       return tf.layers.zeroPadding2d({ ...base, padding: cfg.padding as [[number, number], [number, number]] });
     case 'Flatten':
