@@ -12,6 +12,7 @@ import type { ForwardRecord, LinearModuleDerivatives, ModuleDerivatives } from '
 import { isLinearModule } from '../derivatives/types';
 import type { LossDerivatives } from '../derivatives/losses/types';
 import { Rng } from '../utils/random';
+import { keepAll } from '../utils/tensors';
 import type { Extension, ParamContext, StepInfo } from './extension';
 import type { GroupHook, ResolvedGroup } from './hook';
 import type { ParamInfo } from './params';
@@ -159,7 +160,7 @@ export class BackwardStep {
       const g = (t: tf.Tensor) => tf.gather(t, idx);
       const saved: Record<string, tf.Tensor> = {};
       for (const [k, v] of Object.entries(rec.saved)) saved[k] = g(v);
-      sub = { input: g(rec.input), output: g(rec.output), saved, constants: rec.constants };
+      sub = keepAll({ input: g(rec.input), output: g(rec.output), saved, constants: rec.constants });
       idx.dispose();
       this.subRecords.set(key, sub);
     }
@@ -172,10 +173,15 @@ export class BackwardStep {
     return this.memoize(`grad${samplesKey(samples)}`, () => tf.gather(g, samples as number[]));
   }
 
+  /**
+   * Values memoised for the current module. They may be created lazily
+   * inside an extension's own `tf.tidy`, so they are kept out of every tidy
+   * scope and disposed explicitly when the module is done.
+   */
   private memoize<T extends tf.TensorContainer>(key: string, make: () => T): T {
     let v = this.memo.get(key);
     if (v === undefined) {
-      v = make();
+      v = keepAll(make());
       this.memo.set(key, v);
     }
     return v as T;

@@ -171,7 +171,12 @@ export class ExtendedModel {
 
   /** Facts for extensions' validation. */
   get info(): ModelInfo {
-    return { loss: this.loss, params: this.params, moduleKinds: this.modules.map((m) => m.derivatives.kind) };
+    return {
+      loss: this.loss,
+      params: this.params,
+      moduleKinds: this.modules.map((m) => m.derivatives.kind),
+      modules: this.modules,
+    };
   }
 
   /** The parameters of one layer (by index among the model's layers, or name). */
@@ -250,6 +255,8 @@ export class ExtendedModel {
     for (const e of [...extensions, ...hooks]) {
       e.validate?.(info);
       e.validateStep?.({ batchSize });
+      // Extensions that subsample declare it in a `subsampling` field.
+      checkSubsampling(e.name, (e as { subsampling?: readonly number[] }).subsampling, batchSize);
       for (const q of e.quantities) {
         checkSubsampling(e.name, q.samples, batchSize);
         if (options.deterministic && 'seed' in q && (q as { seed?: number }).seed === undefined && options.seed === undefined) {
