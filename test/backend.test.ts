@@ -60,7 +60,7 @@ describe("the user's TF.js instance", () => {
     for (const v of vars) {
       const a = r.grads[v.name]!.dataSync();
       const b = grads[v.name]!.dataSync();
-      a.forEach((ai, i) => expect(Math.abs(ai - (b[i] as number))).toBeLessThan(1e-5));
+      Array.from(a).forEach((ai, i) => expect(Math.abs(ai - (b[i] as number))).toBeLessThan(1e-5));
     }
     expect(r.get(bg, 0).shape).toEqual([5, 3, 4]);
     r.dispose();

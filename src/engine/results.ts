@@ -10,6 +10,13 @@ import type { StepResults } from './backward';
 
 type NameOf = string | { readonly name: string };
 
+/**
+ * Gradients keyed by variable name. Typed to satisfy every TF.js optimizer's
+ * `applyGradients` (some, e.g. Adam, declare `NamedVariableMap` although they
+ * only read the tensors).
+ */
+export type GradientMap = tf.NamedTensorMap & { [name: string]: tf.Variable };
+
 function nameOf(x: NameOf): string {
   return typeof x === 'string' ? x : x.name;
 }
@@ -18,7 +25,7 @@ export class BackwardResult {
   /** Loss value of the batch. */
   readonly loss: number;
   /** Gradients keyed by variable name: `optimizer.applyGradients(result.grads)`. */
-  readonly grads: tf.NamedTensorMap;
+  readonly grads: GradientMap;
   /** Gradient w.r.t. the model input (only with `inputGradient: true`). */
   readonly inputGradient: tf.Tensor | undefined;
   private disposed = false;
@@ -28,7 +35,7 @@ export class BackwardResult {
     private readonly layout: ParamLayout,
   ) {
     this.loss = raw.loss;
-    this.grads = raw.grads;
+    this.grads = raw.grads as GradientMap;
     this.inputGradient = raw.inputGradient;
   }
 
