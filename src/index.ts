@@ -8,3 +8,8 @@ export * from './engine/index';
 export * from './utils/random';
 export * from '../extensions/index';
 export * from '../hooks/index';
+export * from './linalg/index';
+export * from './train/index';
+export * from './operators/index';
+export * from './solvers/index';
+export * from './influence/index';

@@ -105,7 +105,8 @@ export class ElementwiseDerivatives implements ModuleDerivatives {
   }
 
   forward(x: tf.Tensor, _opts: ForwardOptions): ForwardRecord {
-    return makeRecord(x, this.spec.forward(x));
+    // tidy: composite φ (softsign) must not leave intermediates behind.
+    return makeRecord(x, tf.tidy(() => this.spec.forward(x)));
   }
 
   jacobianDiag(rec: ForwardRecord): tf.Tensor {

@@ -22,22 +22,30 @@ function transposePatches(X: tf.Tensor3D): tf.Tensor3D {
 function samplesMajor(D: tf.Tensor4D): tf.Tensor3D {
   const [V, N, T, O] = D.shape;
   if (V === 1) return tf.reshape(D, [N, T, O]);
-  return tf.reshape(tf.transpose(D, [1, 2, 0, 3]), [N, T, V * O]);
+  return tf.tidy(() => tf.reshape(tf.transpose(D, [1, 2, 0, 3]), [N, T, V * O]));
 }
 
 /**
  * Summed kernel product `Σ_n Σ_t X[n,t]ᵀ D[v,n,t]` → `[V, I, O]`
- * (the gradient for V = 1). One 2-D matMul `[I, N·T] × [N·T, V·O]`.
+ * (the gradient for V = 1). One 2-D matMul over the N·T rows, transposing
+ * the narrower operand: `Xᵀ [I, N·T] × D [N·T, V·O]` when I ≤ V·O, else
+ * `(Dᵀ [V·O, N·T] × X [N·T, I])ᵀ` (conv patches are wide: I = kh·kw·inC).
  */
 export function summedKernelProduct(X: tf.Tensor3D, D: tf.Tensor4D): tf.Tensor3D {
   return tf.tidy(() => {
     const [N, T, I] = X.shape;
     const [V, , , O] = D.shape;
-    const Xt = tf.transpose(tf.reshape(X, [N * T, I])); // [I, N·T]
-    const Dm = tf.reshape(samplesMajor(D), [N * T, V * O]);
-    const P = tf.matMul(Xt, Dm); // [I, V·O]
-    if (V === 1) return tf.reshape(P, [1, I, O]);
-    return tf.transpose(tf.reshape(P, [I, V, O]), [1, 0, 2]);
+    const Xm = tf.reshape(X, [N * T, I]);
+    if (I <= V * O) {
+      const Dm = tf.reshape(samplesMajor(D), [N * T, V * O]);
+      const P = tf.matMul(tf.transpose(Xm), Dm); // [I, V·O]
+      if (V === 1) return tf.reshape(P, [1, I, O]);
+      return tf.transpose(tf.reshape(P, [I, V, O]), [1, 0, 2]);
+    }
+    // D [V, N, T, O] → [V, O, N·T] (per v: Dᵀ), one matMul → [V·O, I] → [V, I, O].
+    const Dt = tf.reshape(tf.transpose(tf.reshape(D, [V, N * T, O]), [0, 2, 1]), [V * O, N * T]);
+    const P = tf.matMul(Dt, Xm); // [V·O, I]
+    return tf.transpose(tf.reshape(P, [V, O, I]), [0, 2, 1]);
   });
 }
 
@@ -122,7 +130,10 @@ export function sumSquaredKernelProduct(X: tf.Tensor3D, D: tf.Tensor4D): tf.Tens
     acc.dispose();
     acc = tf.keep(next);
   });
-  return acc;
+  // `acc` is kept (it escaped the per-sample scopes): hand back an ordinary tensor.
+  const out = tf.clone(acc);
+  acc.dispose();
+  return out;
 }
 
 /**

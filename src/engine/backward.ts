@@ -36,6 +36,15 @@ export interface StepPlan {
   readonly seed: number;
   /** Also compute the gradient w.r.t. the model input. */
   readonly inputGradient: boolean;
+  /**
+   * Keep (`tf.keep`) every tensor the step stores between calls: records,
+   * gradients, quantities and results. For drivers that call the step from
+   * inside TF.js scopes that end between calls (`tf.customGrad` forward and
+   * gradient functions, src/train/plugin.ts); the step still disposes its
+   * intermediates itself, and the owner of `out` disposes the results.
+   * Default false (the engine's own loop runs inside one `tf.tidy`).
+   */
+  readonly keepTensors?: boolean;
 }
 
 /** Raw results of a step (plain containers so that `tf.tidy` keeps their tensors). */
@@ -61,6 +70,7 @@ export class BackwardStep {
   private batchSize = 0;
   private memo = new Map<string, tf.TensorContainer>();
   private readonly pending: Map<string, tf.TensorContainer>[]; // per hook: param name → contribution
+  private gradOnly = false;
   readonly out: StepResults = { loss: NaN, grads: {}, results: {}, groupResults: {} };
 
   constructor(
@@ -79,6 +89,11 @@ export class BackwardStep {
     for (const h of plan.hooks) this.out.groupResults[h.hook.name] = [];
   }
 
+  /** Keep a stored value out of the enclosing scopes (with `plan.keepTensors`). */
+  private own<T>(c: T): T {
+    return this.plan.keepTensors === true ? keepAll(c) : c;
+  }
+
   get stepInfo(): StepInfo {
     return { batchSize: this.batchSize };
   }
@@ -90,6 +105,8 @@ export class BackwardStep {
     let rec = m.forward(x, { training: this.plan.training, seed: this.plan.seed + i });
     // A record must own its output: never alias the input.
     if (rec.output === x) rec = { ...rec, output: tf.clone(x) };
+    // The record owns output, saved and constants (never its input).
+    this.own([rec.output, rec.saved, rec.constants]);
     this.records[i] = rec;
     return rec.output;
   }
@@ -107,7 +124,7 @@ export class BackwardStep {
     }
     const out2 = output as tf.Tensor2D;
     const t = loss.prepareTargets(out2, targets);
-    this.targets = t;
+    this.targets = this.own(t);
     const value = tf.tidy(() => tf.sum(loss.perSampleLoss(out2, t)));
     const v = value.dataSync()[0] as number;
     value.dispose();
@@ -117,7 +134,7 @@ export class BackwardStep {
       );
     }
     this.out.loss = v;
-    this.grad = loss.gradient(out2, t);
+    this.grad = this.own(loss.gradient(out2, t));
     const rngs = new Map<number, Rng>();
     for (const live of this.quantities) {
       const samples = live.q.samples;
@@ -136,13 +153,26 @@ export class BackwardStep {
           return r;
         },
       };
-      live.value = live.q.init(ctx);
+      live.value = this.own(live.q.init(ctx));
       if (samples) tf.dispose([ctx.output, ctx.targets]);
     }
     return v;
   }
 
   private targets: tf.Tensor | undefined;
+
+  /**
+   * From now on compute gradients only (no extensions, hooks or quantities):
+   * for drivers that must finish a step whose loss was not recorded (the
+   * training plugin completes TF.js's backward pass, then reports the error).
+   */
+  gradientsOnly(): void {
+    this.gradOnly = true;
+    for (const live of this.quantities) {
+      tf.dispose(live.value);
+      live.value = [];
+    }
+  }
 
   /** The gradient w.r.t. the current module output (after `beginLoss`). */
   get currentGradient(): tf.Tensor | undefined {
@@ -234,7 +264,14 @@ export class BackwardStep {
       this.grad = gradOut;
     }
     const grad = this.grad;
-    if (grad === undefined) throw new Error('backwardModule called before beginLoss.');
+    if (grad === undefined) {
+      // Below the first module with parameters nothing is propagated (unless inputGradient).
+      if (i < this.firstParamModule && !this.plan.inputGradient && !Number.isNaN(this.out.loss)) {
+        this.disposeRecord(i);
+        return undefined;
+      }
+      throw new Error('backwardModule called before beginLoss.');
+    }
     const params = this.model.moduleParams[i] as readonly ParamInfo[];
     if (params.length > 0) {
       if (!isLinearModule(module)) throw new Error(`${module.kind}: modules with parameters must be linear in their weights.`);
@@ -248,7 +285,9 @@ export class BackwardStep {
         return tf.reshape(s, rec.input.shape);
       });
     }
-    if (i > this.firstParamModule) {
+    if (this.gradOnly) {
+      // nothing to propagate
+    } else if (i > this.firstParamModule) {
       for (const live of this.quantities) {
         const samples = live.q.samples;
         const next = live.q.propagate(module, this.record(i, samples), live.value, {
@@ -256,7 +295,7 @@ export class BackwardStep {
           batchSize: this.batchSize,
         });
         tf.dispose(live.value);
-        live.value = next;
+        live.value = this.own(next);
       }
     } else {
       for (const live of this.quantities) {
@@ -274,7 +313,7 @@ export class BackwardStep {
       }
     }
     if (gradOut === undefined) grad.dispose();
-    this.grad = gradIn;
+    this.grad = this.own(gradIn);
     if (i === 0 && gradIn !== undefined && this.plan.inputGradient) this.out.inputGradient = gradIn;
     this.disposeRecord(i);
     return gradIn;
@@ -298,23 +337,24 @@ export class BackwardStep {
       const g = paramProduct('summed', mod, p.role, p.shape, X, tf.expandDims(this.grad as tf.Tensor, 0));
       return tf.reshape(g, p.shape as number[]);
     });
-    this.out.grads[p.variable.name] = gradient;
+    this.out.grads[p.variable.name] = this.own(gradient);
+    if (this.gradOnly) return;
     const ctx = this.paramContext(i, p, gradient);
     for (const e of this.plan.extensions) {
       const r = e.computeParam(ctx);
-      if (r !== undefined) (this.out.results[e.name] as Record<string, tf.TensorContainer>)[p.name] = r;
+      if (r !== undefined) (this.out.results[e.name] as Record<string, tf.TensorContainer>)[p.name] = this.own(r);
     }
     this.plan.hooks.forEach(({ hook, groups }, h) => {
       const group = groups.find((g) => g.params.some((q) => q.name === p.name));
       if (group === undefined) return;
       const pending = this.pending[h] as Map<string, tf.TensorContainer>;
-      pending.set(p.name, hook.computeParam(ctx, group));
+      pending.set(p.name, this.own(hook.computeParam(ctx, group)));
       if (group.params.every((q) => pending.has(q.name))) {
         const contributions = group.params.map((q) => pending.get(q.name) as tf.TensorContainer);
         const result = hook.finishGroup(group, contributions, this.stepInfo);
         for (const q of group.params) pending.delete(q.name);
         tf.dispose(contributions);
-        (this.out.groupResults[hook.name] as tf.TensorContainer[])[group.index] = result;
+        (this.out.groupResults[hook.name] as tf.TensorContainer[])[group.index] = this.own(result);
       }
     });
   }

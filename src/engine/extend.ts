@@ -39,6 +39,12 @@ export interface BackwardOptions {
   inputGradient?: boolean;
 }
 
+/** Options of `ExtendedModel.createStep` (a step driven from outside the engine's loop). */
+export interface StepOptions extends BackwardOptions {
+  /** Keep every tensor the step stores (`StepPlan.keepTensors`); default false. */
+  keepTensors?: boolean;
+}
+
 export interface ModuleEntry {
   readonly derivatives: ModuleDerivatives;
   /** Index of the owning layer among the model's layers (InputLayer excluded). */
@@ -233,12 +239,15 @@ export class ExtendedModel {
   }
 
   /**
-   * One training step's backward pass with extensions and hooks:
-   * forward (recording each module), loss, backward. The caller disposes the
-   * result (`result.dispose()`).
+   * A BackwardStep for one batch of `batchSize` samples, with the options
+   * validated as in `backward` (names, model support, subsampling, seeds).
+   * For drivers that run the per-module steps themselves (e.g. the training
+   * plugin's `tf.customGrad` wrappers); `backward` uses it too. The caller
+   * calls `forwardModule`/`beginLoss`/`backwardModule`, then
+   * `disposeIntermediates()`, and owns `step.out` (wrap it with
+   * `new BackwardResult(step.out, ext.layout)`).
    */
-  backward(x: tf.Tensor, y: tf.Tensor, options: BackwardOptions = {}): BackwardResult {
-    this.checkInput(x);
+  createStep(batchSize: number, options: StepOptions = {}): BackwardStep {
     const extensions = options.extensions ?? [];
     const hooks = options.hooks ?? [];
     const names = new Set<string>();
@@ -251,7 +260,6 @@ export class ExtendedModel {
       names.add(e.name);
     }
     const info = this.info;
-    const batchSize = x.shape[0] as number;
     for (const e of [...extensions, ...hooks]) {
       e.validate?.(info);
       e.validateStep?.({ batchSize });
@@ -272,9 +280,20 @@ export class ExtendedModel {
       training: options.training ?? true,
       seed: options.seed ?? (seedCounter = (seedCounter * 1103515245 + 12345) >>> 0),
       inputGradient: options.inputGradient ?? false,
+      ...(options.keepTensors ? { keepTensors: true } : {}),
     };
+    return new BackwardStep(this.stepModel, plan);
+  }
+
+  /**
+   * One training step's backward pass with extensions and hooks:
+   * forward (recording each module), loss, backward. The caller disposes the
+   * result (`result.dispose()`).
+   */
+  backward(x: tf.Tensor, y: tf.Tensor, options: BackwardOptions = {}): BackwardResult {
+    this.checkInput(x);
     const raw = tf.tidy(() => {
-      const step = new BackwardStep(this.stepModel, plan);
+      const step = this.createStep(x.shape[0] as number, options);
       try {
         let h = x;
         for (let i = 0; i < this.modules.length; i++) h = step.forwardModule(i, h);

@@ -5,10 +5,18 @@
  * module's parameter products (via its derivatives).
  */
 import type * as tf from '@tensorflow/tfjs';
-import type { ForwardRecord, LinearModuleDerivatives } from '../derivatives/types';
+import type { ForwardRecord, LinearModuleDerivatives, ModuleDerivatives } from '../derivatives/types';
 import type { LossDerivatives } from '../derivatives/losses/types';
 import type { ParamInfo } from './params';
 import type { Quantity } from './quantity';
+
+/** One module (derivative unit) of the extended model, for validation. */
+export interface ModuleInfo {
+  readonly derivatives: ModuleDerivatives;
+  /** Index of the owning layer among the model's layers (InputLayer excluded). */
+  readonly layerIndex: number;
+  readonly layerName: string;
+}
 
 /** Facts about the extended model that extensions may validate against. */
 export interface ModelInfo {
@@ -16,6 +24,8 @@ export interface ModelInfo {
   readonly params: readonly ParamInfo[];
   /** Module kinds in forward order, e.g. `Dense`, `Activation(tanh)`. */
   readonly moduleKinds: readonly string[];
+  /** The modules in forward order (same length as `moduleKinds`). */
+  readonly modules?: readonly ModuleInfo[];
 }
 
 /** Per-step facts an extension may validate against (batch size, ...). */

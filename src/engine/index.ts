@@ -1,9 +1,10 @@
 export { extend, ExtendedModel } from './extend';
-export type { ExtendOptions, BackwardOptions, ModuleEntry } from './extend';
+export type { ExtendOptions, BackwardOptions, StepOptions, ModuleEntry } from './extend';
 export { BackwardStep } from './backward';
 export type { StepModel, StepPlan, StepResults } from './backward';
 export { BackwardResult } from './results';
-export type { Extension, ParamContext, ModelInfo, StepInfo, ResultOf } from './extension';
+export type { GradientMap } from './results';
+export type { Extension, ParamContext, ModelInfo, ModuleInfo, StepInfo, ResultOf } from './extension';
 export { checkSubsampling } from './extension';
 export type { GroupHook, ParamGroupSpec, ResolvedGroup, GroupResultOf } from './hook';
 export { ParamLayout } from './params';

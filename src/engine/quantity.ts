@@ -42,6 +42,23 @@ export function samplesKey(samples: readonly number[] | undefined): string {
   return samples === undefined ? '' : `@${samples.join(',')}`;
 }
 
+/**
+ * A loss square-root factor `[V, n, C]` computed on the n subsampled rows is
+ * normalised with `norm(n, C)`; the per-sample terms ℓ_n of the step are
+ * normalised with the whole batch's `norm(N, C)` (FORMAT.md §4), so that a
+ * subsampled quantity equals the rows of the full one. Rescale by
+ * `√(norm(n, C) / norm(N, C))` (1 for reduction `sum` or n = N). Consumes `factor`.
+ */
+export function toBatchNormalization(ctx: LossContext, factor: tf.Tensor): tf.Tensor {
+  const [n, C] = ctx.output.shape;
+  if (n === ctx.batchSize) return factor;
+  const scale = Math.sqrt(ctx.loss.normalizer(n, C) / ctx.loss.normalizer(ctx.batchSize, C));
+  if (scale === 1) return factor;
+  const out = tf.mul(factor, scale);
+  factor.dispose();
+  return out;
+}
+
 /** A stack `[V, n, ...]` backpropagated with Jᵀ. */
 abstract class StackQuantity implements Quantity<tf.Tensor> {
   abstract readonly key: string;
@@ -60,7 +77,7 @@ export class SqrtGgnExactQuantity extends StackQuantity {
     this.key = `sqrtGgnExact${samplesKey(samples)}`;
   }
   init(ctx: LossContext): tf.Tensor {
-    return ctx.loss.sqrtHessian(ctx.output, ctx.targets);
+    return toBatchNormalization(ctx, ctx.loss.sqrtHessian(ctx.output, ctx.targets));
   }
 }
 
@@ -79,7 +96,10 @@ export class SqrtGgnMcQuantity extends StackQuantity {
     this.key = `sqrtGgnMc:${mcSamples}:${seed ?? 'step'}${samplesKey(samples)}`;
   }
   init(ctx: LossContext): tf.Tensor {
-    return ctx.loss.sqrtHessianSampled(ctx.output, ctx.targets, this.mcSamples, ctx.rng(this.seed));
+    return toBatchNormalization(
+      ctx,
+      ctx.loss.sqrtHessianSampled(ctx.output, ctx.targets, this.mcSamples, ctx.rng(this.seed)),
+    );
   }
 }
 

@@ -3,6 +3,11 @@
  * not implement yet are reported `skip`, never `pass`.
  */
 import { firstOrderChecks } from './firstOrder';
+import { secondOrderChecks } from './secondOrder';
+import { kroneckerChecks } from './kronecker';
+import { operatorChecks } from './operators';
+import { vivitChecks } from './vivit';
+import { influenceChecks } from './influence';
 import { hasQuantity, type QuantityCheck } from './types';
 
 export const ALL_QUANTITIES = [
@@ -15,7 +20,7 @@ function notImplemented(name: string): QuantityCheck {
   return { name, present: hasQuantity(name), run: () => ({ status: 'skip', note: 'not implemented yet' }) };
 }
 
-const implemented: QuantityCheck[] = [...firstOrderChecks];
+const implemented: QuantityCheck[] = [...firstOrderChecks, ...secondOrderChecks, ...kroneckerChecks, ...operatorChecks, ...vivitChecks, ...influenceChecks];
 
 export const CHECKS: QuantityCheck[] = ALL_QUANTITIES.map(
   (q) => implemented.find((c) => c.name === q) ?? notImplemented(q),
