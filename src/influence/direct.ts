@@ -31,8 +31,9 @@ interface BlockEigen {
   vectors: Float64Array;
 }
 
-/** `G Q diag(s) Qᵀ` in float64 for G `[K, n]` (row-major data). */
-function solveEigen(g: ArrayLike<number>, K: number, n: number, e: BlockEigen, lambda: number, where: string): Float32Array {
+/** `1/(w + λ)` for every eigenvalue; throws when M + λI is singular. */
+function inverseEigenvalues(e: BlockEigen, lambda: number, where: string): Float64Array {
+  const n = e.values.length;
   const s = new Float64Array(n);
   let maxAbs = 0;
   for (const w of e.values) maxAbs = Math.max(maxAbs, Math.abs(w));
@@ -43,6 +44,12 @@ function solveEigen(g: ArrayLike<number>, K: number, n: number, e: BlockEigen, l
     }
     s[j] = 1 / t;
   }
+  return s;
+}
+
+/** `G Q diag(s) Qᵀ` in float64 for G `[K, n]` (row-major data). */
+function solveEigen(g: ArrayLike<number>, K: number, n: number, e: BlockEigen, lambda: number, where: string): Float32Array {
+  const s = inverseEigenvalues(e, lambda, where);
   const Q = e.vectors;
   const out = new Float32Array(K * n);
   const c = new Float64Array(n);
@@ -113,8 +120,8 @@ export class DirectInfluence extends InfluenceModel<DirectInfluenceOptions> {
       const M = yield* call(`${ctx.where}: the explicit matrix`, op.isAsync ? undefined : () => op.toDense(), () => op.toDenseAsync());
       const e = eigh(M, b.size);
       eigens.push({ values: e.values, vectors: e.vectors as Float64Array });
-      // Check that every block is invertible now rather than at the first solve.
-      solveEigen(new Float64Array(0), 0, b.size, eigens[eigens.length - 1] as BlockEigen, b.regularization, ctx.where);
+      // Every block must be invertible: say so now rather than at the first solve.
+      inverseEigenvalues(eigens[eigens.length - 1] as BlockEigen, b.regularization, ctx.where);
       ctx.blockDone();
     }
     return new DirectInverse(this, eigens);
@@ -159,7 +166,7 @@ export class DirectInfluence extends InfluenceModel<DirectInfluenceOptions> {
     });
     for (const [i, e] of eigens.entries()) {
       const b = this.blocks[i] as InfluenceBlock;
-      solveEigen(new Float64Array(0), 0, b.size, e, b.regularization, this.where);
+      inverseEigenvalues(e, b.regularization, this.where);
     }
     return new DirectInverse(this, eigens);
   }

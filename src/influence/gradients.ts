@@ -113,7 +113,7 @@ export function mixedInputGradients(model: ExtendedModel, sel: Selection, batch:
   });
 }
 
-/** Σ over rows of a stack times its multiplier: 0·Σ x is NaN iff some entry is NaN/±Inf. */
+/** Whether every entry is finite: Σ (0·x) is NaN iff some entry is NaN or ±Inf (one reduction, one download). */
 export function isAllFinite(t: tf.Tensor): boolean {
   const s = tf.tidy(() => tf.sum(tf.mul(t, 0)));
   const v = s.dataSync()[0] as number;

@@ -320,9 +320,10 @@ export function bandToTridiagonal(
       let len = Math.min(b, n - p);
       while (len >= 2) {
         // x = A[p..p+len−1, c] → α e_0.
+        const cbase = p * W1 + p - c; // A[p+r, c] at cbase + r·(W1+1)
         let sigma = 0;
         for (let r = 1; r < len; r++) {
-          const x = band[(p + r) * W1 + (p + r - c)] as number;
+          const x = band[cbase + r * (W1 + 1)] as number;
           sigma += x * x;
         }
         const x0 = band[p * W1 + (p - c)] as number;
@@ -342,11 +343,14 @@ export function bandToTridiagonal(
         if (beta !== 0) {
           if (log) log.push(p, len, beta, v);
           // Left-apply to the rest of the bulge block: columns c+1..p−1 of rows p..p+len−1.
+          // A[p+r, col] sits at base + r·(W1+1) with base = p·W1 + p − col.
+          const step = W1 + 1;
           for (let col = c + 1; col < p; col++) {
+            const base = p * W1 + p - col;
             let s = 0;
-            for (let r = 0; r < len; r++) s += (v[r] as number) * (band[(p + r) * W1 + (p + r - col)] as number);
+            for (let r = 0, idx = base; r < len; r++, idx += step) s += (v[r] as number) * (band[idx] as number);
             s *= beta;
-            if (s !== 0) for (let r = 0; r < len; r++) band[(p + r) * W1 + (p + r - col)] -= s * (v[r] as number);
+            if (s !== 0) for (let r = 0, idx = base; r < len; r++, idx += step) band[idx] -= s * (v[r] as number);
           }
           // Two-sided on the diagonal block D = A[p..p+len−1, p..p+len−1] (lower storage).
           for (let r = 0; r < len; r++) pw[r] = 0;

@@ -5,19 +5,23 @@
  *
  * Builds an orthonormal Krylov basis Q_j (rows) with A Q_jᵀ = Q_jᵀ T_j + β_j q_{j+1} e_jᵀ,
  * reorthogonalising every new vector twice against all previous ones
- * (classical Gram–Schmidt, "twice is enough"), and checks the Ritz pairs
+ * (modified Gram–Schmidt, "twice is enough"), and checks the Ritz pairs
  * (θ, x = Q_jᵀ s) of T_j through β_j |s_j| (= ‖A x − θ x‖ in exact arithmetic).
  * At the end the returned residuals are the TRUE norms ‖A x − θ x‖ (k extra
  * products). If the Krylov space becomes invariant (β ≈ 0), it continues
- * with a fresh random vector orthogonal to the basis, so repeated eigenvalues
- * are found with their multiplicity once the space is exhausted.
+ * with a fresh random vector orthogonal to the basis and then also requires
+ * the new block's extreme Ritz values to converge, so further copies of an
+ * exactly repeated eigenvalue are found. (Single-vector Lanczos cannot see
+ * multiplicity otherwise: for tight clusters that never produce an invariant
+ * subspace, ask for a larger k or use `eigh`.)
  *
- * Cost: j products + O(n j²) for the reorthogonalisation + O(j³) for the
- * small eigenproblems; memory j·n float64.
+ * Cost: j products + O(n j²) for the reorthogonalisation + O(j²) per
+ * convergence check (last eigenvector components only) + one O(j³) small
+ * eigenproblem at the end; memory j·n float64.
  */
 import { Rng } from '../utils/random';
 import { checkSize } from './dense';
-import { tridiagonalEigen } from './eigh';
+import { tridiagonalEigen, tridiagonalEigenComponents } from './eigh';
 
 export interface LanczosOptions {
   /** Which end of the spectrum (default 'largest'; 'both' = ⌈k/2⌉ largest and ⌊k/2⌋ smallest). */
@@ -123,6 +127,7 @@ export function lanczos(
   Q.set(start, 0);
   let m = 0; // current Krylov dimension
   let lastCheck = 0;
+  let blockStart = 0; // first basis index of the current Krylov block (after restarts)
   let done = false;
   const w = new Float64Array(n);
   while (m < maxIter && !done) {
@@ -143,6 +148,7 @@ export function lanczos(
     let b = reorthogonalize(w, m);
     normEstimate = Math.max(normEstimate, Math.abs(a) + b + (j > 0 ? (beta[j - 1] as number) : 0));
     if (m === maxIter) break;
+    let restarted = false;
     if (b <= 1e-12 * Math.max(normEstimate, Number.MIN_VALUE)) {
       // Invariant subspace: restart with a fresh orthogonal direction (β = 0 splits T).
       const fresh = randomStart(m);
@@ -150,19 +156,34 @@ export function lanczos(
       b = 0;
       beta[j] = 0;
       Q.set(fresh, m * n);
+      restarted = true;
+      blockStart = m;
     } else {
       beta[j] = b;
       for (let t = 0; t < n; t++) Q[m * n + t] = (w[t] as number) / b;
     }
     // Convergence check of the wanted Ritz pairs every few steps.
-    if (m >= k && (m - lastCheck >= Math.max(5, Math.floor(m / 10)))) {
+    // (Not right after a restart: every estimate is 0 then, yet the new direction may
+    // still hold wanted eigenvalues, e.g. further copies of a repeated one.)
+    if (!restarted && m >= k && m - lastCheck >= Math.max(5, Math.floor(m / 10))) {
       lastCheck = m;
-      const ritz = ritzPairs(alpha, beta, m, kLow, kHigh);
-      const scale = Math.max(ritz.maxAbs, Number.MIN_VALUE);
+      // Residual estimates β_m |s_{m,i}| need only the last components of T's eigenvectors (O(m²)).
+      const { values: theta, components: last } = tridiagonalEigenComponents(alpha.subarray(0, m), beta.subarray(0, m - 1), [m - 1]);
+      const scale = Math.max(Math.abs(theta[0] as number), Math.abs(theta[m - 1] as number), Number.MIN_VALUE);
+      const bm = beta[m - 1] as number;
       let ok = true;
-      for (let i = 0; i < ritz.index.length && ok; i++) {
-        const est = (beta[m - 1] as number) * Math.abs(ritz.vectors[(m - 1) * m + (ritz.index[i] as number)] as number);
-        if (est > 0.1 * tol * scale) ok = false; // margin: estimate vs true residual
+      for (const i of wantedIndex(m, kLow, kHigh)) {
+        if (bm * Math.abs(last[i] as number) > 0.1 * tol * scale) ok = false; // margin: estimate vs true residual
+      }
+      // After a restart, the earlier blocks are exact, but the current block's
+      // extreme Ritz values can still grow into the wanted set: they must have
+      // converged as well (interlacing: converged Ritz values stay put).
+      if (ok && blockStart > 0) {
+        const mb = m - blockStart;
+        const blk = tridiagonalEigenComponents(alpha.subarray(blockStart, m), beta.subarray(blockStart, m - 1), [mb - 1]);
+        for (const i of wantedIndex(mb, kLow, kHigh)) {
+          if (bm * Math.abs(blk.components[i] as number) > 0.1 * tol * scale) ok = false;
+        }
       }
       if (ok) done = true;
     }
@@ -199,7 +220,17 @@ export function lanczos(
   return { values, vectors, iterations: m, residuals, converged };
 }
 
-/** Eigen-decomposition of T_m and the column indices of the wanted Ritz pairs (ascending by value). */
+/** Positions (ascending) of the wanted Ritz values among m: kLow smallest and kHigh largest. */
+function wantedIndex(m: number, kLow: number, kHigh: number): number[] {
+  const index: number[] = [];
+  const low = Math.min(kLow, m);
+  const high = Math.min(kHigh, m - low);
+  for (let i = 0; i < low; i++) index.push(i);
+  for (let i = m - high; i < m; i++) index.push(i);
+  return index;
+}
+
+/** Full eigen-decomposition of T_m and the column indices of the wanted Ritz pairs (ascending by value). */
 function ritzPairs(
   alpha: Float64Array,
   beta: Float64Array,
@@ -208,11 +239,6 @@ function ritzPairs(
   kHigh: number,
 ): { values: Float64Array; vectors: Float64Array; index: number[]; maxAbs: number } {
   const { values, vectors } = tridiagonalEigen(alpha.subarray(0, m), beta.subarray(0, m - 1));
-  const index: number[] = [];
-  const low = Math.min(kLow, m);
-  const high = Math.min(kHigh, m - low);
-  for (let i = 0; i < low; i++) index.push(i);
-  for (let i = m - high; i < m; i++) index.push(i);
   const maxAbs = m > 0 ? Math.max(Math.abs(values[0] as number), Math.abs(values[m - 1] as number)) : 0;
-  return { values, vectors: vectors as Float64Array, index, maxAbs };
+  return { values, vectors: vectors as Float64Array, index: wantedIndex(m, kLow, kHigh), maxAbs };
 }

@@ -1,25 +1,32 @@
 /**
- * Fast path for the eigenvalues of LARGE symmetric matrices (n ≳ 400):
- * two-stage tridiagonalisation.
+ * Fast path for LARGE symmetric eigenproblems (n ≳ 400): two-stage
+ * tridiagonalisation with the O(n³) part on TF.js.
  *
  *   stage 1 (TF.js, float32): dense → band of bandwidth b by blocked
- *     Householder QR panels. Per panel (m = trailing size):
+ *     Householder QR panels. Per panel (S = trailing matrix, V m×b):
  *       panel QR in JS float64 (Qᵀ P = [R; 0], Q = I − V T Vᵀ),
- *       Y = S V            — plain 2-D tf.matMul (m×m · m×b)
- *       Z = Y T − ½ V (Tᵀ Vᵀ Y T)   — JS float64, O(m b²)
- *       S ← S − [V Z] [Zᵀ; Vᵀ]      — plain 2-D tf.matMul (m×2b · 2b×m)
- *     The trailing matrix is only sliced every few panels (in between the
- *     factors carry zero rows, so the finished rows/columns stay untouched).
- *   stage 2 (JS float64): band → tridiagonal by Householder bulge chasing.
- *   stage 3 (JS float64): implicit QL on the tridiagonal (values only).
+ *       Yᵀ = (S V)ᵀ, G = Vᵀ S V           — plain 2-D tf.matMul
+ *       Zᵀ = Tᵀ Yᵀ − ½ Tᵀ G T Vᵀ           — small matMul
+ *       S ← S − [V Z] [Zᵀ; Vᵀ] = Qᵀ S Q    — plain 2-D tf.matMul (m×2b · 2b×m)
+ *     No transposed matMuls (50× slower on wasm). The trailing matrix is
+ *     sliced only every few panels: in between, V has zero rows for the
+ *     finished indices, so the update is the full similarity Qᵀ S Q with Q = I
+ *     there. On wasm the panel rows are read straight from the wasm heap
+ *     (tf.slice would copy all of S).
+ *   stage 2 (JS float64): band → tridiagonal by Householder bulge chasing
+ *     (≈ 6n²b flops).
+ *   stage 3 (JS float64): implicit QL on the tridiagonal; for selected
+ *     eigenvectors (`eighLarge`) the QL rotations are recorded and replayed on
+ *     unit vectors, then stages 2 and 1 are undone on those vectors only.
  *
  * Accuracy: stage 1 runs in float32, so eigenvalues carry an ABSOLUTE error of
- * about 1e-6·‖A‖₂ (float32 ε = 6e-8 times a modest growth factor), not the
- * ~1e-14·‖A‖ of `eigvalsh`. Fine for spectra/monitoring; use `eigvalsh` when
- * small eigenvalues must be resolved relative to ‖A‖ below ~1e-5.
+ * about 1e-7…1e-6·‖A‖₂ (float32 ε = 6e-8 times a modest growth factor; the
+ * rounding of A itself to float32 already costs ~6e-8·‖A‖), not the
+ * ~1e-14·‖A‖ of `eigvalsh`. Fine for spectra and monitoring; use
+ * `eigvalsh`/`eigh` when eigenvalues below ~1e-5·‖A‖ must be resolved.
  */
 import * as tf from '@tensorflow/tfjs';
-import { bandToTridiagonal, denseToBand, halfCore, panelQR, panelVectors, ReflectorLog, trailingFactors, type PanelRecord } from './band';
+import { bandToTridiagonal, denseToBand, halfCore, panelQR, panelVectors, ReflectorLog, type PanelRecord } from './band';
 import { checkFinite, checkLength, checkSize } from './dense';
 import { eigh, eigvalsh, implicitQL, powerOfTwoScale, RotationLog } from './eigh';
 
@@ -27,7 +34,7 @@ export interface EigvalshLargeOptions {
   /** Bandwidth b of stage 1 (default 8; 4…32 are sensible: stage 2 costs ∝ b, stage 1 overheads ∝ 1/b). */
   bandwidth?: number;
   /**
-   * 'auto' (default): the two-stage TF.js path when n ≥ 384 and the active
+   * 'auto' (default): the two-stage TF.js path when n ≥ 320 and the active
    * backend has a fast matMul (anything but 'cpu'), else float64 `eigvalsh`.
    * 'twoStage' / 'float64' force one route.
    */
@@ -54,7 +61,7 @@ export interface EighLargeResult {
 }
 
 /** Size from which 'auto' takes the two-stage route. */
-export const LARGE_EIGEN_THRESHOLD = 384;
+export const LARGE_EIGEN_THRESHOLD = 320;
 
 type LargeInput = Float32Array | Float64Array | tf.Tensor2D;
 
@@ -87,7 +94,7 @@ function prepare(fn: string, a: LargeInput, n: number, options: EigvalshLargeOpt
  * scaled by `scale` (a power of two making max |a| ≈ 1, so float32 neither
  * overflows nor underflows). Records the transformations when asked.
  */
-function twoStageTridiagonal(
+export function twoStageTridiagonal(
   data: Float32Array | Float64Array,
   n: number,
   b: number,
@@ -97,18 +104,25 @@ function twoStageTridiagonal(
   for (let i = 0; i < n * n; i++) maxAbs = Math.max(maxAbs, Math.abs(data[i] as number));
   if (maxAbs === 0) return null;
   const scale = powerOfTwoScale(maxAbs);
+  // (A + Aᵀ)/2 in 32×32 tiles (the transposed reads stay in cache).
   const sym = new Float32Array(n * n);
-  for (let i = 0; i < n; i++) {
-    sym[i * n + i] = (data[i * n + i] as number) * scale;
-    for (let j = 0; j < i; j++) {
-      const s = 0.5 * scale * ((data[i * n + j] as number) + (data[j * n + i] as number));
-      sym[i * n + j] = s;
-      sym[j * n + i] = s;
+  const half = 0.5 * scale;
+  for (let i0 = 0; i0 < n; i0 += 32) {
+    const i1 = Math.min(n, i0 + 32);
+    for (let j0 = 0; j0 <= i0; j0 += 32) {
+      const j1 = Math.min(n, j0 + 32);
+      for (let i = i0; i < i1; i++) {
+        for (let j = j0; j < Math.min(j1, i + 1); j++) {
+          const s = half * ((data[i * n + j] as number) + (data[j * n + i] as number));
+          sym[i * n + j] = s;
+          sym[j * n + i] = s;
+        }
+      }
     }
   }
   const W = 2 * b;
   const band = new Float64Array(n * (W + 1));
-  reduceToBandTf(sym, n, b, band, W, undefined, 'tf', record?.panels);
+  reduceToBandTf(sym, n, b, band, W, undefined, record?.panels);
   const d = new Float64Array(n);
   const e = new Float64Array(n);
   bandToTridiagonal(band, n, b, W, d, e, record?.reflectors);
@@ -182,7 +196,7 @@ export function eighLargeSync(a: LargeInput, n: number, options: EighLargeOption
     return { values, indices, vectors };
   }
   const { d, e, scale } = tri;
-  const rotations = new RotationLog();
+  const rotations = new RotationLog(Math.ceil(1.2 * n * n));
   implicitQL(d, e, n, undefined, rotations);
   const order = Array.from({ length: n }, (_, i) => i).sort((x, y) => (d[x] as number) - (d[y] as number));
   const values = new Float64Array(n);
@@ -213,7 +227,7 @@ export async function eighLarge(a: LargeInput, n: number, options: EighLargeOpti
 }
 
 /** x ← G_1 ⋯ G_N x for every column of X (n×k): rotations in reverse order. */
-function replayRotations(X: Float64Array, k: number, log: RotationLog): void {
+export function replayRotations(X: Float64Array, k: number, log: RotationLog): void {
   const { idx, c: cs, s: ss } = log;
   for (let t = log.count - 1; t >= 0; t--) {
     const i = (idx[t] as number) * k;
@@ -230,7 +244,7 @@ function replayRotations(X: Float64Array, k: number, log: RotationLog): void {
 }
 
 /** y ← H_1 ⋯ H_R y (stage-2 reflectors, the last one first). */
-function applyReflectorsBackward(X: Float64Array, k: number, log: ReflectorLog): void {
+export function applyReflectorsBackward(X: Float64Array, k: number, log: ReflectorLog): void {
   const w = new Float64Array(k);
   const b = log.b;
   for (let r = log.count - 1; r >= 0; r--) {
@@ -254,7 +268,7 @@ function applyReflectorsBackward(X: Float64Array, k: number, log: ReflectorLog):
 }
 
 /** u ← Q_1 ⋯ Q_P u with Q = I − V T Vᵀ (stage-1 panels, the last one first). */
-function applyPanelsBackward(X: Float64Array, k: number, panels: PanelRecord[]): void {
+export function applyPanelsBackward(X: Float64Array, k: number, panels: PanelRecord[]): void {
   for (let pi = panels.length - 1; pi >= 0; pi--) {
     const { o, m, b, V, T } = panels[pi] as PanelRecord;
     // W = Vᵀ X_rows (b×k), then W ← T W, then X_rows −= V W.
@@ -287,6 +301,21 @@ function applyPanelsBackward(X: Float64Array, k: number, panels: PanelRecord[]):
   }
 }
 
+/** Copy of the trailing block S[off:, off:] of the size×size tensor S (heap view on wasm, else tf.slice). */
+function trailingBlock(S: tf.Tensor2D, size: number, off: number, view: ((t: tf.Tensor) => Float32Array) | null): Float32Array {
+  const s = size - off;
+  if (!view) {
+    const t = tf.slice(S, [off, off], [s, s]);
+    const out = t.dataSync() as Float32Array;
+    t.dispose();
+    return out;
+  }
+  const src = view(S);
+  const out = new Float32Array(s * s);
+  for (let r = 0; r < s; r++) out.set(src.subarray((off + r) * size + off, (off + r) * size + size), r * s);
+  return out;
+}
+
 /**
  * Zero-copy read access to a tensor's float32 data on the wasm backend
  * (`tf.slice`/`dataSync` there copy the WHOLE input, 6.5 MB per call at
@@ -312,7 +341,6 @@ export function reduceToBandTf(
   band: Float64Array,
   W: number,
   timings?: Record<string, number>,
-  zMode: 'js' | 'tf' = 'tf',
   panels?: PanelRecord[],
 ): void {
   const W1 = W + 1;
@@ -330,6 +358,9 @@ export function reduceToBandTf(
   let size = n; // S is size×size and holds global indices g .. g+size−1
   let g = 0;
   let off = 0; // local start of the current trailing block within S
+  const PtBuf = new Float64Array(b * n);
+  let Vpad = new Float32Array(size * b);
+  let VpadT = new Float32Array(b * size);
   try {
     while (size - off > tail) {
       const s = size - off;
@@ -337,7 +368,7 @@ export function reduceToBandTf(
       const o = off + b; // local start of S22
       const j = g + off; // global index of the block start
       // Rows off..off+b of the trailing block: diagonal block and panel transpose Pt.
-      const Pt = new Float64Array(b * m);
+      const Pt = PtBuf.subarray(0, b * m);
       const readRows = (src: Float32Array, stride: number, col0: number): void => {
         for (let r = 0; r < b; r++) {
           const base = r * stride + col0;
@@ -362,81 +393,59 @@ export function reduceToBandTf(
         panels.push({ o: g + o, m, b, V, T });
       }
       for (let r = 0; r < b; r++) for (let c = r; c < b; c++) band[(j + b + r) * W1 + (b + r - c)] = R[r * b + c] as number;
-      // V zero-padded to the rows of S (finished rows then contribute nothing).
-      const Vpad = new Float32Array(size * b);
+      // V zero-padded to the rows of S (finished rows then contribute nothing);
+      // the buffers are reused, rows < o are still zero from earlier panels.
+      Vpad.fill(0, off * b, (o + b) * b); // previous panel's rows and this panel's triangle
       panelVectors(Pt, m, b, Vpad, o);
-      const VpadT = new Float32Array(b * size);
-      for (let k = 0; k < b; k++) for (let i = k; i < m; i++) VpadT[k * size + o + i] = Pt[k * m + i] as number;
+      for (let k = 0; k < b; k++) {
+        const vk = k * size + o;
+        VpadT.fill(0, k * size + off, vk + k);
+        for (let i = k; i < m; i++) VpadT[vk + i] = Pt[k * m + i] as number;
+      }
       tick('panelQR');
       const b2 = 2 * b;
-      let next: tf.Tensor2D;
-      if (zMode === 'tf') {
-        // The padded update is the full similarity Qᵀ S Q (Q = I on finished
-        // indices): finished rows are only rotated, never grow, and are never read.
-        next = tf.tidy(() => {
-          const Vp = tf.tensor2d(Vpad, [size, b]);
-          const VpT = tf.tensor2d(VpadT, [b, size]);
-          const Yt = tf.transpose(tf.matMul(S, Vp)); // (S V)ᵀ, b×size
-          const G = tf.matMul(Yt, Vp).dataSync() as Float32Array; // Vᵀ S V
-          const Mh = halfCore(G, T, b);
-          // Zᵀ = Tᵀ Yᵀ − Mh Vᵀ = [Tᵀ | −Mh] [Yᵀ; Vᵀ]
-          const C = new Float32Array(b * b2);
-          for (let r = 0; r < b; r++) {
-            for (let c = 0; c < b; c++) {
-              C[r * b2 + c] = T[c * b + r] as number;
-              C[r * b2 + b + c] = -(Mh[r * b + c] as number);
-            }
-          }
-          const Zt = tf.matMul(tf.tensor2d(C, [b, b2]), tf.concat([Yt, VpT], 0));
-          const L = tf.transpose(tf.concat([VpT, Zt], 0)); // [V Z], size×2b
-          const Rt = tf.concat([Zt, VpT], 0); // [Zᵀ; Vᵀ]
-          return tf.sub(S, tf.matMul(L, Rt)) as tf.Tensor2D;
-        });
-        tick('update');
-      } else {
-        const Yt = tf.tidy(() => tf.matMul(S, tf.tensor2d(Vpad, [size, b])));
-        const Gt = tf.tidy(() => tf.matMul(tf.tensor2d(VpadT, [b, size]), Yt));
-        const Y = Yt.dataSync() as Float32Array;
-        const G = Gt.dataSync() as Float32Array;
-        tf.dispose([Yt, Gt]);
-        tick('SV');
-        // S22 ← S22 − [V Z] [Zᵀ; Vᵀ]; rows/columns < o of the factors stay zero.
-        const L = new Float32Array(size * b2);
-        const Rt = new Float32Array(b2 * size);
-        trailingFactors(Pt, Vpad, o, T, Y, o, m, b, (i, v, z) => {
-          const row = o + i;
-          const li = row * b2;
+      // The padded update is the full similarity Qᵀ S Q (Q = I on finished
+      // indices): finished rows are only rotated, never grow, and are never read.
+      const next = tf.tidy(() => {
+        const Vp = tf.tensor2d(Vpad, [size, b]);
+        const VpT = tf.tensor2d(VpadT, [b, size]);
+        const Yt = tf.transpose(tf.matMul(S, Vp)); // (S V)ᵀ, b×size
+        const G = tf.matMul(Yt, Vp).dataSync() as Float32Array; // Vᵀ S V
+        const Mh = halfCore(G, T, b);
+        // Zᵀ = Tᵀ Yᵀ − Mh Vᵀ = [Tᵀ | −Mh] [Yᵀ; Vᵀ]
+        const C = new Float32Array(b * b2);
+        for (let r = 0; r < b; r++) {
           for (let c = 0; c < b; c++) {
-            L[li + c] = v[c] as number;
-            L[li + b + c] = z[c] as number;
-            Rt[c * size + row] = z[c] as number;
-            Rt[(b + c) * size + row] = v[c] as number;
+            C[r * b2 + c] = T[c * b + r] as number;
+            C[r * b2 + b + c] = -(Mh[r * b + c] as number);
           }
-        }, G);
-        tick('Z');
-        next = tf.tidy(() => tf.sub(S, tf.matMul(tf.tensor2d(L, [size, b2]), tf.tensor2d(Rt, [b2, size])))) as tf.Tensor2D;
-        tick('update');
-      }
+        }
+        const Zt = tf.matMul(tf.tensor2d(C, [b, b2]), tf.concat([Yt, VpT], 0));
+        const L = tf.transpose(tf.concat([VpT, Zt], 0)); // [V Z], size×2b
+        const Rt = tf.concat([Zt, VpT], 0); // [Zᵀ; Vᵀ]
+        return tf.sub(S, tf.matMul(L, Rt)) as tf.Tensor2D;
+      });
+      tick('update');
       S.dispose();
       S = next;
       off = o;
       // Shrink S now and then: a slice costs about one update, padding costs ∝ off.
       const remaining = size - off;
       if (off * off >= 0.6 * b * remaining && remaining > tail) {
-        const shrunk = tf.slice(S, [off, off], [remaining, remaining]);
+        const shrunk = trailingBlock(S, size, off, view);
         S.dispose();
-        S = shrunk as tf.Tensor2D;
+        S = tf.tensor2d(shrunk, [remaining, remaining]);
         g += off;
         size = remaining;
         off = 0;
+        Vpad = new Float32Array(size * b);
+        VpadT = new Float32Array(b * size);
         tick('shrink');
       }
     }
     // Tail: finish in float64 JS.
     const s = size - off;
-    const tailT = tf.slice(S, [off, off], [s, s]);
-    const tailData = Float64Array.from(tailT.dataSync() as Float32Array);
-    tailT.dispose();
+    const tailData = Float64Array.from(trailingBlock(S, size, off, view));
     denseToBand(tailData, s, b, band, W, g + off, panels);
     tick('tail');
   } finally {

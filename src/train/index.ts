@@ -19,3 +19,5 @@ export { ProgressLine, defaultProgressStream, resolveProgress } from './progress
 export type { ProgressStream, ProgressOption } from './progress';
 export { ExponentialMovingAverage, RunningSum } from './accumulate';
 export type { Accumulable, ExponentialMovingAverageOptions } from './accumulate';
+export * from './optimizers/index';
+export * from './monitor/index';

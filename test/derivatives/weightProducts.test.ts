@@ -17,6 +17,7 @@ import {
   summedBiasProduct,
   summedKernelProduct,
   sumSquaredKernelProduct,
+  unstackRows,
 } from '../../src/derivatives/weightProducts';
 import { noLeaks, relErr } from './helpers';
 
@@ -107,4 +108,20 @@ describe('weight products', () => {
       tf.dispose([X, D]);
     });
   }
+
+  it('unstackRows equals tf.unstack (float32 and int32)', () => {
+    noLeaks(() => {
+      for (const t of [tf.randomNormal([3, 2, 4], 0, 1, 'float32', 3), tf.tensor2d([[1, 2], [3, 4], [5, 6]], [3, 2], 'int32')]) {
+        const rows = unstackRows(t);
+        const ref = tf.unstack(t);
+        expect(rows.length).toBe(ref.length);
+        rows.forEach((r, i) => {
+          expect(r.shape).toEqual((ref[i] as tf.Tensor).shape);
+          expect(r.dtype).toBe(t.dtype);
+          expect(Array.from(r.dataSync())).toEqual(Array.from((ref[i] as tf.Tensor).dataSync()));
+        });
+        tf.dispose([t, ...rows, ...ref]);
+      }
+    });
+  });
 });

@@ -13,6 +13,7 @@
  * are compared to 1e-12·‖A‖.
  */
 import { describe, expect, it } from 'vitest';
+import { tridiagonalEigenComponents } from '../../src/linalg/eigh';
 import { eigh, eigvalsh, tridiagonalEigen } from '../../src/linalg/index';
 import { Rng } from '../../src/utils/random';
 import { eigenErrors, maxAbs, maxRelDiff, mm, randomMatrix, randomOrthogonal, randomSymmetric, tr, withSpectrum } from './helpers';
@@ -228,6 +229,20 @@ describe('tridiagonalEigen', () => {
     expect(reconstruction).toBeLessThan(1e-14);
     expect(orthogonality).toBeLessThan(1e-14);
     expect(tridiagonalEigen(d, e, { vectors: false }).vectors).toBeUndefined();
+  });
+
+  it('tridiagonalEigenComponents returns the requested rows of the eigenvector matrix', () => {
+    const n = 60;
+    const rng = new Rng(8);
+    const d = Array.from({ length: n }, () => rng.normal());
+    const e = Array.from({ length: n - 1 }, () => rng.normal());
+    const full = tridiagonalEigen(d, e);
+    const rows = [n - 1, 0, 17];
+    const { values, components } = tridiagonalEigenComponents(d, e, rows);
+    expect(maxRelDiff(values, full.values, maxAbs(full.values))).toBeLessThan(1e-14);
+    rows.forEach((row, r) => {
+      for (let j = 0; j < n; j++) expect(Math.abs(components[r * n + j]! - full.vectors![row * n + j]!)).toBeLessThan(1e-13);
+    });
   });
 
   it('edge cases and validation', () => {

@@ -105,3 +105,16 @@ describe('lanczos on n = 300 with a matvec closure', () => {
     expect(maxRelDiff(res.values, [ref.values[n - 3]!, ref.values[n - 2]!, ref.values[n - 1]!], 100)).toBeLessThan(1e-12);
   });
 });
+
+describe('lanczos with repeated top eigenvalues', () => {
+  it('finds both copies of a double top eigenvalue (restart after the invariant subspace)', () => {
+    // diag(3, 3, then 1, ½, ¼, ⅛ eight times each): a start vector spans only a
+    // 5-dimensional invariant Krylov space with ONE direction of the 3-eigenspace.
+    // The second copy appears only after the restart at step 5 (the first check).
+    const m = 34;
+    const d = Array.from({ length: m }, (_, i) => (i < 2 ? 3 : 2 ** -((i - 2) % 4)));
+    const res = lanczos((v) => v.map((x, i) => d[i]! * x), m, 2, { tol: 1e-12 });
+    expect(Array.from(res.values).map((x) => Math.round(x * 1e10) / 1e10)).toEqual([3, 3]);
+    expect(res.converged).toBe(true);
+  });
+});

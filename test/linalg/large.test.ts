@@ -11,7 +11,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { eigvalsh, eigvalshLarge, eigvalshLargeSync } from '../../src/linalg/index';
+import { eigh, eighLarge, eighLargeSync, eigvalsh, eigvalshLarge, eigvalshLargeSync } from '../../src/linalg/index';
 import { Rng } from '../../src/utils/random';
 import { maxAbs, maxRelDiff, mm, randomMatrix, randomOrthogonal, tr, withSpectrum } from './helpers';
 
@@ -82,6 +82,83 @@ describe('eigvalshLarge on the two-stage route', () => {
     const K = randomMatrix(n, n, 12);
     const ns = a.map((x, idx) => x + K[idx]! - K[(idx % n) * n + Math.floor(idx / n)]!);
     expect(maxRelDiff(eigvalshLargeSync(ns, n), lambda, maxAbs(lambda))).toBeLessThan(TOL);
+  });
+});
+
+describe('eighLarge: selected eigenvectors on the two-stage route', () => {
+  it('n = 450: top, bottom and middle eigenvectors match eigh; residuals ≈ ε₃₂·‖A‖', async () => {
+    // Vectors: the angle to the float64 eigenvector is ≲ residual/gap, and the
+    // spectrum's gaps near the selected values are ≥ 0.05·‖A‖ … 1e-3·‖A‖.
+    const n = 450;
+    const { a, lambda } = knownSpectrum(n, 19);
+    const ref = eigh(a, n);
+    const scale = maxAbs(lambda);
+    const select = [0, 1, 2, 225, n - 3, n - 2, n - 1];
+    const res = await eighLarge(a, n, { select: [n - 1, 0, 225, n - 2, 1, n - 3, 2, 0] });
+    expect(Array.from(res.indices)).toEqual(select);
+    expect(maxRelDiff(res.values, lambda, scale)).toBeLessThan(TOL);
+    const k = select.length;
+    expect(res.vectors.length).toBe(n * k);
+    for (let j = 0; j < k; j++) {
+      const idx = select[j]!;
+      let gap = Infinity;
+      if (idx > 0) gap = Math.min(gap, lambda[idx]! - lambda[idx - 1]!);
+      if (idx < n - 1) gap = Math.min(gap, lambda[idx + 1]! - lambda[idx]!);
+      let dot = 0;
+      let resid = 0;
+      for (let r = 0; r < n; r++) dot += res.vectors[r * k + j]! * ref.vectors![r * n + idx]!;
+      for (let r = 0; r < n; r++) {
+        let s = 0;
+        for (let q = 0; q < n; q++) s += a[r * n + q]! * res.vectors[q * k + j]!;
+        resid += (s - res.values[idx]! * res.vectors[r * k + j]!) ** 2;
+      }
+      expect(Math.sqrt(resid)).toBeLessThan(TOL * scale);
+      expect(1 - Math.abs(dot)).toBeLessThan(((10 * TOL * scale) / gap) ** 2 + 1e-12);
+      for (let q = 0; q < j; q++) {
+        let o = 0;
+        for (let r = 0; r < n; r++) o += res.vectors[r * k + j]! * res.vectors[r * k + q]!;
+        expect(Math.abs(o)).toBeLessThan(1e-6);
+      }
+    }
+  });
+
+  it('repeated eigenvalues: the selected vectors of a cluster stay orthonormal and span it', () => {
+    const n = 400;
+    const lambda = Array.from({ length: n }, (_, i) => (i >= n - 6 ? 10 : i < 200 ? 0 : 1 + i / n));
+    const a = withSpectrum(lambda, randomOrthogonal(n, 23, 6));
+    const select = (values: Float64Array): number[] => Array.from({ length: 6 }, (_, i) => values.length - 1 - i);
+    const res = eighLargeSync(a, n, { select });
+    const k = 6;
+    for (let j = 0; j < k; j++) {
+      for (let q = 0; q <= j; q++) {
+        let o = 0;
+        for (let r = 0; r < n; r++) o += res.vectors[r * k + j]! * res.vectors[r * k + q]!;
+        expect(Math.abs(o - (j === q ? 1 : 0))).toBeLessThan(1e-6);
+      }
+      // A u = 10 u
+      let resid = 0;
+      for (let r = 0; r < n; r++) {
+        let s = 0;
+        for (let q = 0; q < n; q++) s += a[r * n + q]! * res.vectors[q * k + j]!;
+        resid += (s - 10 * res.vectors[r * k + j]!) ** 2;
+      }
+      expect(Math.sqrt(resid)).toBeLessThan(TOL * 10);
+    }
+  });
+
+  it('float64 route below the threshold equals eigh; validation of select', () => {
+    const n = 50;
+    const { a } = knownSpectrum(n, 29);
+    const ref = eigh(a, n);
+    const res = eighLargeSync(a, n, { select: [3, 49] });
+    expect(res.values).toEqual(ref.values);
+    for (let r = 0; r < n; r++) {
+      expect(res.vectors[r * 2]).toBe(ref.vectors![r * n + 3]);
+      expect(res.vectors[r * 2 + 1]).toBe(ref.vectors![r * n + 49]);
+    }
+    expect(eighLargeSync(a, n).indices.length).toBe(n);
+    expect(() => eighLargeSync(a, n, { select: [50] })).toThrow(/select contains 50.*\[0, 50\)/);
+    expect(() => eighLargeSync(new Float64Array(400 * 400), 400, { select: [1.5] })).toThrow(/select contains 1.5/);
   });
 });
 

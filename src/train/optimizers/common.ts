@@ -90,6 +90,19 @@ export interface FixedRequests {
   readonly allRequests: StepRequests;
 }
 
+/** Throw if the model is compiled with an optimizer that would update the weights itself; returns whether it is compiled. */
+function checkCompiledOptimizer(model: tf.LayersModel): boolean {
+  const compiled = (model as unknown as { optimizer?: unknown }).optimizer as { learningRate?: unknown; getClassName?: () => string } | undefined | null;
+  if (compiled === undefined || compiled === null) return false;
+  const isSgd = typeof compiled.getClassName === 'function' && compiled.getClassName() === 'SGD';
+  if (!isSgd || compiled.learningRate !== 0) {
+    throw new Error(
+      'useWithPlugin: the model is compiled with an optimizer that updates the weights itself; compile it with model.compile({ optimizer: tf.train.sgd(0), loss: plugin.loss }) so that only the curvature optimizer updates them.',
+    );
+  }
+  return true;
+}
+
 /**
  * Run a StepOptimizer inside `model.fit` via the TrainingPlugin.
  *
@@ -113,8 +126,10 @@ export interface FixedRequests {
  *
  * Checks: the plugin computes its requests on every step (`every: 1`) and
  * includes everything the optimizer may request; a compiled optimizer other
- * than SGD with learning rate 0 is refused at the first step (it would apply
- * the plain gradient on top of the curvature step).
+ * than SGD with learning rate 0 is refused (it would apply the plain
+ * gradient on top of the curvature step) — here if the model is compiled
+ * already, else at the first step (compile first: an error thrown inside
+ * model.fit leaves TF.js's batch-log tensor behind).
  */
 export function useWithPlugin(plugin: TrainingPlugin, optimizer: StepOptimizer & Partial<FixedRequests>): () => void {
   if (plugin === undefined || plugin === null || typeof (plugin as { on?: unknown }).on !== 'function') {
@@ -137,20 +152,10 @@ export function useWithPlugin(plugin: TrainingPlugin, optimizer: StepOptimizer &
       );
     }
   }
-  let checked = false;
+  // Checked now if the model is compiled already, else at the first step.
+  let checked = checkCompiledOptimizer(plugin.ext.model);
   const listener = (e: StepEvent): void => {
-    if (!checked) {
-      const compiled = (plugin.ext.model as unknown as { optimizer?: unknown }).optimizer as { learningRate?: unknown; getClassName?: () => string } | undefined;
-      if (compiled !== undefined && compiled !== null) {
-        const isSgd = typeof compiled.getClassName === 'function' && compiled.getClassName() === 'SGD';
-        if (!isSgd || compiled.learningRate !== 0) {
-          throw new Error(
-            'useWithPlugin: the model is compiled with an optimizer that updates the weights itself; compile it with model.compile({ optimizer: tf.train.sgd(0), loss: plugin.loss }) so that only the curvature optimizer updates them.',
-          );
-        }
-      }
-      checked = true;
-    }
+    if (!checked) checked = checkCompiledOptimizer(plugin.ext.model);
     optimizer.applyStep(e.result, { step: e.step, epoch: e.epoch, ext: plugin.ext });
   };
   plugin.on('step', listener);

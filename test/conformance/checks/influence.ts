@@ -9,15 +9,17 @@
  * train/test split.
  *
  * Error: max |a − e| / max |e| per mode and method (FORMAT.md §8).
- * Tolerance 1e-3: the matrices and gradients are float32 (relative
- * rounding ~1e-7 per product), and the solve amplifies it by at most the
- * condition number of M + λI, which FORMAT.md bounds through the choice of
- * λ (every eigenvalue at least 1e-2 away from 0; the largest are O(1–10)),
- * so κ ≲ 1e3 and the expected error is ≲ 1e-4; measured errors are listed
- * in the influence test (test/influence/conformance.test.ts). A wrong
- * convention (1/nTrain in g, a sum instead of a mean in M, the loss
- * normaliser of mse/mean, a missing cross-layer block) gives errors of
- * order 0.1 to 1.
+ * Tolerance 5e-4: the matrices and gradients are float32 (relative
+ * rounding ~1e-7 per product), and the solve amplifies it by the condition
+ * number of M + λI, which FORMAT.md bounds through the choice of λ (every
+ * eigenvalue at least 1e-2 away from 0, the largest O(1–10): κ ≲ 1e3) — and
+ * CG on the normal equations by κ², with its rtol 1e-7 as the floor.
+ * Measured on wasm: Direct ≤ 1.6e-6, CG ≤ 5.0e-5 on every case. M + λI is
+ * indefinite for the Hessian in 12 of 13 cases (full, and some layer
+ * blocks): CG then solves the normal equations (M+λI)² f = (M+λI) g (see
+ * src/influence/cg.ts). A wrong convention (1/nTrain in g, a sum instead of
+ * a mean in M, the mse/mean normaliser, a missing cross-layer block) gives
+ * errors of order 0.1 to 1.
  */
 import * as tf from '@tensorflow/tfjs';
 import { CgInfluence } from '../../../src/influence/cg';
@@ -28,7 +30,7 @@ import { maxRelErr } from '../compare';
 import { toTensor, type LoadedFixture, type T } from '../fixture';
 import { fixtureQuantity, hasQuantity, judge, type QuantityCheck } from './types';
 
-export const TOL_INFLUENCE = 1e-3;
+export const TOL_INFLUENCE = 5e-4;
 
 export interface InfluenceFixture {
   trainInputs: T;
