@@ -97,16 +97,27 @@ export function panelQR(Pt: Float64Array, m: number, b: number): PanelQR {
       continue;
     }
     const x0 = Pt[pk + k] as number;
-    const sigma = dot(Pt, pk + k + 1, Pt, pk + k + 1, m - k - 1);
+    // ‖x‖ from the column scaled by its largest entry (squares of tiny entries would be subnormal).
+    let scale = 0;
+    for (let t = pk + k + 1; t < pk + m; t++) scale = Math.max(scale, Math.abs(Pt[t] as number));
     let beta = 0;
-    if (sigma === 0) {
+    if (scale === 0) {
       R[k * b + k] = x0;
       Pt[pk + k] = 0; // v_k = 0
     } else {
-      const norm = Math.sqrt(sigma + x0 * x0);
+      scale = Math.max(scale, Math.abs(x0));
+      let ss = 0;
+      for (let t = pk + k; t < pk + m; t++) {
+        const x = (Pt[t] as number) / scale;
+        ss += x * x;
+      }
+      const norm = scale * Math.sqrt(ss);
       const alpha = x0 > 0 ? -norm : norm;
-      Pt[pk + k] = x0 - alpha;
-      beta = 1 / (norm * (norm + Math.abs(x0)));
+      // Normalised reflector (v_0 = 1, β = 1 + |x0|/‖x‖ ∈ [1, 2]): no underflow for tiny ‖x‖.
+      const denom = x0 - alpha;
+      for (let t = pk + k + 1; t < pk + m; t++) Pt[t] = (Pt[t] as number) / denom;
+      Pt[pk + k] = 1;
+      beta = 1 + Math.abs(x0) / norm;
       R[k * b + k] = alpha;
       const len = m - k;
       for (let c = k + 1; c < b; c++) {
@@ -321,21 +332,27 @@ export function bandToTridiagonal(
       while (len >= 2) {
         // x = A[p..p+len−1, c] → α e_0.
         const cbase = p * W1 + p - c; // A[p+r, c] at cbase + r·(W1+1)
-        let sigma = 0;
-        for (let r = 1; r < len; r++) {
-          const x = band[cbase + r * (W1 + 1)] as number;
-          sigma += x * x;
-        }
+        // ‖x‖ from the column scaled by its largest entry (squares of tiny entries would be subnormal).
+        let scale = 0;
+        for (let r = 1; r < len; r++) scale = Math.max(scale, Math.abs(band[cbase + r * (W1 + 1)] as number));
         const x0 = band[p * W1 + (p - c)] as number;
         let beta = 0;
-        if (sigma !== 0) {
-          const norm = Math.sqrt(sigma + x0 * x0);
+        if (scale !== 0) {
+          scale = Math.max(scale, Math.abs(x0));
+          let ss = (x0 / scale) * (x0 / scale);
+          for (let r = 1; r < len; r++) {
+            const x = (band[cbase + r * (W1 + 1)] as number) / scale;
+            ss += x * x;
+          }
+          const norm = scale * Math.sqrt(ss);
           const alpha = x0 > 0 ? -norm : norm;
-          beta = 1 / (norm * (norm + Math.abs(x0)));
-          v[0] = x0 - alpha;
+          // Normalised reflector (v_0 = 1, β = 1 + |x0|/‖x‖ ∈ [1, 2]): no underflow for tiny ‖x‖.
+          const denom = x0 - alpha;
+          beta = 1 + Math.abs(x0) / norm;
+          v[0] = 1;
           for (let r = 1; r < len; r++) {
             const idx = (p + r) * W1 + (p + r - c);
-            v[r] = band[idx] as number;
+            v[r] = (band[idx] as number) / denom;
             band[idx] = 0;
           }
           band[p * W1 + (p - c)] = alpha;

@@ -174,8 +174,11 @@ export function qr(a: ArrayLike<number>, m: number, n: number): QR {
       const norm = scale * Math.sqrt(ss);
       const x0 = W[wj + j] as number;
       alpha = x0 > 0 ? -norm : norm;
-      W[wj + j] = x0 - alpha;
-      beta = 1 / (norm * norm - alpha * x0); // 2 / vᵀv
+      // Normalised reflector v_j = 1, β = 2/vᵀv = 1 + |x0|/‖x‖ ∈ [1, 2] (no underflow for tiny ‖x‖).
+      const denom = x0 - alpha;
+      for (let i = j + 1; i < m; i++) W[wj + i] = (W[wj + i] as number) / denom;
+      W[wj + j] = 1;
+      beta = 1 + Math.abs(x0) / norm;
       // Apply H to the remaining columns (rows of W).
       for (let c = j + 1; c < n; c++) {
         const wc = c * m;

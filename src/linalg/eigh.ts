@@ -190,21 +190,30 @@ export function tridiagonalizeLower(W: Float64Array, n: number, d: Float64Array,
   // Householder vector for x = W[i, 0..i−1] → α e_{i−1}; stores v in place, sets e[i−1], returns β.
   const reflector = (i: number): number => {
     const ri = i * n;
-    let sigma = 0;
-    for (let c = 0; c < i - 1; c++) {
-      const x = W[ri + c] as number;
-      sigma += x * x;
-    }
     const xl = W[ri + i - 1] as number;
-    if (sigma === 0) {
+    // ‖x‖ from the column scaled by its largest entry: squares of tiny entries
+    // (≲ 1e-154) would be subnormal and lose their digits.
+    let scale = 0;
+    for (let c = 0; c < i - 1; c++) scale = Math.max(scale, Math.abs(W[ri + c] as number));
+    if (scale === 0) {
       e[i - 1] = xl;
       betas[i] = 0;
       return 0;
     }
-    const norm = Math.sqrt(sigma + xl * xl);
+    scale = Math.max(scale, Math.abs(xl));
+    let sigma = 0;
+    for (let c = 0; c < i; c++) {
+      const x = (W[ri + c] as number) / scale;
+      sigma += x * x;
+    }
+    const norm = scale * Math.sqrt(sigma);
     const alpha = xl > 0 ? -norm : norm;
-    W[ri + i - 1] = xl - alpha;
-    const beta = 1 / (norm * (norm + Math.abs(xl)));
+    // v = (x − α e_{i−1}) / (x_{i−1} − α), so v_{i−1} = 1 and β = 1 + |x_{i−1}|/‖x‖ ∈ [1, 2]
+    // (LAPACK's normalisation: β v vᵀ is unchanged, and nothing underflows when ‖x‖ is tiny).
+    const denom = xl - alpha; // |denom| = |xl| + ‖x‖ ≥ ‖x‖ > 0
+    for (let c = 0; c < i - 1; c++) W[ri + c] = (W[ri + c] as number) / denom;
+    W[ri + i - 1] = 1;
+    const beta = 1 + Math.abs(xl) / norm;
     betas[i] = beta;
     e[i - 1] = alpha;
     return beta;
@@ -403,6 +412,14 @@ export function implicitQL(d: Float64Array, e: Float64Array, n: number, Zt?: Flo
   if (n > 0) e[n - 1] = 0;
   const maxIter = 30 * n;
   let iterations = 0;
+  // Deflation also relative to the matrix norm (EISPACK tql2): zero rows of a
+  // PSD matrix leave zero diagonal entries beside rounding-level off-diagonals,
+  // which a test relative to the neighbouring diagonal alone never deflates.
+  // Zeroing |e| ≤ ε‖T‖ perturbs eigenvalues by at most ε‖T‖, the accuracy the
+  // Householder reduction already has.
+  let anorm = 0;
+  for (let i = 0; i < n; i++) anorm = Math.max(anorm, Math.abs(d[i] as number) + Math.abs(e[i] as number));
+  const floor = EPS * anorm;
   const cs = Zt ? new Float64Array(n) : new Float64Array(0);
   const ss = Zt ? new Float64Array(n) : new Float64Array(0);
   for (let l = 0; l < n; l++) {
@@ -412,7 +429,7 @@ export function implicitQL(d: Float64Array, e: Float64Array, n: number, Zt?: Flo
       for (; m < n - 1; m++) {
         const dd = Math.abs(d[m] as number) + Math.abs(d[m + 1] as number);
         const em = Math.abs(e[m] as number);
-        if (em <= EPS * dd || em < SAFE_MIN) {
+        if (em <= EPS * dd || em <= floor || em < SAFE_MIN) {
           e[m] = 0;
           break;
         }

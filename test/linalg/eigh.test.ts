@@ -14,7 +14,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { tridiagonalEigenComponents } from '../../src/linalg/eigh';
-import { eigh, eigvalsh, tridiagonalEigen } from '../../src/linalg/index';
+import { eigh, eigvalsh, qr, tridiagonalEigen } from '../../src/linalg/index';
 import { Rng } from '../../src/utils/random';
 import { eigenErrors, maxAbs, maxRelDiff, mm, randomMatrix, randomOrthogonal, randomSymmetric, tr, withSpectrum } from './helpers';
 
@@ -250,5 +250,28 @@ describe('tridiagonalEigen', () => {
     expect(Array.from(tridiagonalEigen([5], []).values)).toEqual([5]);
     expect(() => tridiagonalEigen([1, 2, 3], [1])).toThrow(/offDiag has length 1/);
     expect(() => tridiagonalEigen([1, NaN], [1])).toThrow(/diag\[1\] is NaN/);
+  });
+});
+
+describe('eigh: reflectors of tiny columns (regression)', () => {
+  // A sub-column of norm ~1e-162 once made β = 1/(‖x‖(‖x‖+|x0|)) overflow to
+  // Infinity and the reduction produce NaN ("no convergence" in QL). Real
+  // curvature factors hit this (Kronecker factors of MNIST inputs with dead
+  // pixels). Entries 3e-162 squared are subnormal but non-zero.
+  it('stays finite and exact on matrices with a ~1e-161 sub-column', () => {
+    const n = 6;
+    for (const t of [5e-162, 1e-161, 3e-161, 1e-160]) {
+      const a = new Float64Array(n * n);
+      for (let i = 0; i < n; i++) a[i * n + i] = (i + 1) / n;
+      [1, -0.7, 1.2, 0.4, 0.9].forEach((f, j) => {
+        a[(n - 1) * n + j] = f * t;
+        a[j * n + (n - 1)] = f * t;
+      });
+      const { values, vectors } = eigh(a, n);
+      // Off-diagonal entries ~1e-161 move eigenvalues by ~1e-322: the diagonal is the spectrum.
+      Array.from(values).forEach((v, i) => expect(Math.abs(v - (i + 1) / n)).toBeLessThan(1e-14));
+      expect(Array.from(vectors as Float64Array).every(Number.isFinite)).toBe(true);
+      expect(Array.from(qr(a, n, n).q).every(Number.isFinite)).toBe(true);
+    }
   });
 });
