@@ -58,7 +58,8 @@ async function main(): Promise<void> {
     console.log(`\n${name} (N = ${problem.batchSize}, D = ${ext.numParams})`);
     console.log(`${'row'.padEnd(28)}${'curvpack'.padStart(11)}${'ratio'.padStart(9)}${'peak MB'.padStart(10)}   ${'BackPACK'.padStart(10)}${'ratio'.padStart(9)}   vs BackPACK`);
     for (const row of ROWS) {
-      if (only && !only.includes(row.name) && row.name !== 'plain') continue;
+      if (only && !only.includes(row.name) && row.name !== "plain") continue;
+      if (row.problems && !row.problems.includes(name)) continue;
       const entry: Entry = {};
       try {
         const options = { ...row.options(ext), seed: SEED };

@@ -104,7 +104,13 @@ export function kroneckerEigen(factors: KroneckerFactors): KroneckerEigen {
   checkFactors('kroneckerEigen', factors);
   const g = symmetricEigen(factors.G, 'kroneckerEigen: G');
   if (!('A' in factors) || factors.A === undefined) return { UG: g.U, evalsG: g.evals };
-  const a = symmetricEigen(factors.A, 'kroneckerEigen: A');
+  let a: ReturnType<typeof symmetricEigen>;
+  try {
+    a = symmetricEigen(factors.A, 'kroneckerEigen: A');
+  } catch (e) {
+    tf.dispose([g.U, g.evals]);
+    throw e;
+  }
   return { UA: a.U, evalsA: a.evals, UG: g.U, evalsG: g.evals };
 }
 

@@ -16,8 +16,10 @@
  * `tol · max|θ|`. On breakdown (an invariant subspace: rank-deficient GGNs,
  * repeated eigenvalues) the iteration restarts with a random vector
  * orthogonal to the basis, so `k = D` recovers the whole spectrum.
- * Cost: m products (m ≤ maxIter), O(m²D) for the orthogonalisation, O(m³)
- * float64 eigensolves of T (every few steps).
+ * Cost: m products (m ≤ maxIter), O(m²D) flops for the orthogonalisation
+ * (plain 2-D matMuls against a basis kept in chunks of BASIS_CHUNK rows, so
+ * appending a vector copies at most one chunk), O(m³) float64 eigensolves of
+ * T (every few steps).
  */
 import * as tf from '@tensorflow/tfjs';
 import { eigh } from '../linalg/eigh';
@@ -27,7 +29,6 @@ import {
   checkFiniteValues,
   checkInteger,
   checkNumber,
-  combineRows,
   gram,
   runAsync,
   runSync,
@@ -82,9 +83,73 @@ function tridiagonal(alpha: readonly number[], beta: readonly number[], m: numbe
   return T;
 }
 
+/** Rows per basis chunk: appending copies at most one chunk ([BASIS_CHUNK, D]). */
+const BASIS_CHUNK = 32;
+
+/**
+ * An orthonormal basis [m, D] kept as chunks of at most BASIS_CHUNK rows.
+ * Products are plain 2-D matMuls (no transpose flags; a row vector [1, D]
+ * becomes the column [D, 1] by a reshape).
+ */
+class ChunkedBasis {
+  private readonly chunks: tf.Tensor2D[] = [];
+  rows = 0;
+
+  constructor(private readonly D: number) {}
+
+  /** Append a row [1, D] (copied). */
+  append(q: tf.Tensor2D): void {
+    const last = this.chunks[this.chunks.length - 1];
+    if (last === undefined || last.shape[0] >= BASIS_CHUNK) this.chunks.push(tf.clone(q));
+    else {
+      this.chunks[this.chunks.length - 1] = tf.concat([last, q]) as tf.Tensor2D;
+      last.dispose();
+    }
+    this.rows++;
+  }
+
+  /** Coefficients ⟨q_i, w⟩ for a row w [1, D] (float32 products, returned as float64). */
+  project(w: tf.Tensor2D): Float64Array {
+    const out = new Float64Array(this.rows);
+    const col = tf.reshape(w, [this.D, 1]);
+    let o = 0;
+    for (const c of this.chunks) {
+      const p = tf.matMul(c, col as tf.Tensor2D);
+      out.set(p.dataSync(), o);
+      o += c.shape[0];
+      p.dispose();
+    }
+    col.dispose();
+    return out;
+  }
+
+  /** Σ_i C[r, i] q_i for r < rows(C): [r, D] (new tensor). */
+  combine(C: ArrayLike<number>, r: number): tf.Tensor2D {
+    return tf.tidy(() => {
+      let acc: tf.Tensor2D | undefined;
+      let o = 0;
+      for (const c of this.chunks) {
+        const b = c.shape[0];
+        const Cc = new Float32Array(r * b);
+        for (let i = 0; i < r; i++) for (let j = 0; j < b; j++) Cc[i * b + j] = C[i * this.rows + o + j] as number;
+        const term: tf.Tensor2D = tf.matMul(tf.tensor2d(Cc, [r, b]), c);
+        acc = acc === undefined ? term : tf.add<tf.Tensor2D>(acc, term);
+        o += b;
+      }
+      return acc as tf.Tensor2D;
+    });
+  }
+
+  dispose(): void {
+    tf.dispose(this.chunks);
+    this.chunks.length = 0;
+    this.rows = 0;
+  }
+}
+
 function* lanczosGenerator(where: string, D: number, k: number, o: Required<Omit<EigshOptions, 'size'>>): SolverGenerator<EigshResult> {
   const rng = new Rng(o.seed);
-  let Qm: tf.Tensor2D | undefined; // basis [m, D]
+  const basis = new ChunkedBasis(D);
   let W: tf.Tensor2D | undefined;
   let q: tf.Tensor2D | undefined;
   const alpha: number[] = [];
@@ -92,15 +157,15 @@ function* lanczosGenerator(where: string, D: number, k: number, o: Required<Omit
   let done = false;
   let vectors: tf.Tensor2D | undefined;
 
-  /** Orthogonalise w against the basis twice (float64 coefficients); returns the new w and the coefficients' sum. */
+  /** Orthogonalise w against the basis twice (classical Gram–Schmidt); returns the new w and the coefficients' sum. */
   const orthogonalize = (w: tf.Tensor2D): { w: tf.Tensor2D; coeffs: Float64Array } => {
-    const m = (Qm as tf.Tensor2D).shape[0];
+    const m = basis.rows;
     const total = new Float64Array(m);
     let cur = w;
     for (let pass = 0; pass < 2; pass++) {
-      const c = gram(Qm as tf.Tensor2D, cur); // m×1
+      const c = basis.project(cur); // m
       for (let i = 0; i < m; i++) total[i] = (total[i] as number) + (c[i] as number);
-      const next = tf.tidy(() => tf.sub(cur, combineRows(c, 1, Qm as tf.Tensor2D)) as tf.Tensor2D);
+      const next = tf.tidy(() => tf.sub(cur, basis.combine(c, 1))) as tf.Tensor2D;
       if (cur !== w) cur.dispose();
       cur = next;
     }
@@ -111,7 +176,7 @@ function* lanczosGenerator(where: string, D: number, k: number, o: Required<Omit
   const freshVector = (): tf.Tensor2D | undefined => {
     for (let attempt = 0; attempt < 3; attempt++) {
       let v: tf.Tensor2D = tf.tensor2d(rng.normals(D), [1, D]);
-      if (Qm !== undefined) {
+      if (basis.rows > 0) {
         const r = orthogonalize(v);
         v.dispose();
         v = r.w;
@@ -136,12 +201,10 @@ function* lanczosGenerator(where: string, D: number, k: number, o: Required<Omit
     let converged = false;
     let lastBeta = 0;
     while (true) {
-      const old = Qm;
-      Qm = old === undefined ? tf.clone(q) : (tf.concat([old, q]) as tf.Tensor2D);
-      old?.dispose();
+      basis.append(q);
       W = yield { V: q };
       iterations++;
-      m = Qm.shape[0];
+      m = basis.rows;
       const wNorm = Math.sqrt(gram(W, W)[0] as number);
       checkFiniteValues(where, '‖A q‖', [wNorm], iterations);
       const { w, coeffs } = orthogonalize(W);
@@ -186,7 +249,7 @@ function* lanczosGenerator(where: string, D: number, k: number, o: Required<Omit
     sel.forEach((j, r) => {
       for (let i = 0; i < m; i++) C[r * m + i] = S[i * m + j] as number;
     });
-    vectors = combineRows(C, sel.length, Qm as tf.Tensor2D);
+    vectors = basis.combine(C, sel.length);
     const residuals = Float64Array.from(sel, (i) => lastBeta * Math.abs(S[(m - 1) * m + i] as number));
     const scale = Math.max(...Array.from(theta, Math.abs), 1e-300);
     if (sel.length < k) {
@@ -201,7 +264,8 @@ function* lanczosGenerator(where: string, D: number, k: number, o: Required<Omit
       converged: m >= D || residuals.every((r) => r <= o.tol * scale),
     };
   } finally {
-    tf.dispose([Qm, W, q].filter((t): t is tf.Tensor2D => t !== undefined && !t.isDisposed));
+    basis.dispose();
+    tf.dispose([W, q].filter((t): t is tf.Tensor2D => t !== undefined && !t.isDisposed));
     if (!done) vectors?.dispose();
   }
 }

@@ -106,3 +106,14 @@ describe('Kronecker factor algebra', () => {
     tf.dispose([v, f as unknown as tf.TensorContainer]);
   });
 });
+
+describe('kroneckerEigen error path', () => {
+  it('a failing A decomposition leaves no tensors behind', () => {
+    const A = tf.tensor2d([[1, NaN], [NaN, 1]]);
+    const G = tf.tensor2d([[2, 0], [0, 3]]);
+    const before = tf.memory().numTensors;
+    expect(() => kroneckerEigen({ A, G })).toThrow(/NaN/);
+    expect(tf.memory().numTensors).toBe(before);
+    tf.dispose([A, G]);
+  });
+});
