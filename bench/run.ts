@@ -23,7 +23,7 @@ function arg(name: string): string | undefined {
 
 const quick = process.argv.includes('--quick');
 const runs = Number(arg('--runs') ?? (quick ? 3 : 7));
-const warmup = quick ? 1 : 2;
+const warmup = 3;
 const problems = (arg('--problem')?.split(',') ?? PROBLEMS) as ProblemName[];
 const only = arg('--only')?.split(',');
 

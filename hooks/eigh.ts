@@ -10,8 +10,12 @@
  * and normalised explicitly (as ViViT does). Signs: the largest-magnitude
  * entry of each Gram eigenvector u_k is positive.
  *
- * Cost: GramMatrix + `≈ 9 (V·n)³` float64 flops for the Gram eigenvectors +
- * `K·n·(V·T·O + T·I·O)` per kernel; the result holds K·D_g floats.
+ * Cost: GramMatrix + the Gram eigenvectors (Gram size V·n < 320: float64
+ * `eigh`, `≈ 9 (V·n)³` flops; from 320 on (`method` 'auto') the two-stage
+ * solver, `≈ 2 (V·n)³` flops in TF.js matMuls plus `≈ 10 K (V·n)²` in JS for
+ * the K selected vectors) + `K·n·(V·T·O + T·I·O)` per kernel; the result
+ * holds K·D_g floats. Softmax cross-entropy uses the reduced factor (V = C−1,
+ * `reduceFactor`).
  * Eigenvalues below `warnSmallEigvals` (default 1e-4) among the selected ones
  * raise a warning (`onWarning`), since dividing by √λ is unstable there.
  */
@@ -66,8 +70,7 @@ export class Eigh extends GramSpaceHook<EighResult> {
   }
 
   finishGroup(group: ResolvedGroup, contributions: readonly GramContribution[], step: StepInfo): EighResult {
-    const eig = this.decompose(contributions, step.batchSize, true);
-    const dirs = this.select(group, eig);
+    const { eig, dirs } = this.eigenDirections(group, contributions, step.batchSize);
     return {
       evals: eig.evals,
       selected: dirs.selected,

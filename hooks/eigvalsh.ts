@@ -6,22 +6,23 @@
  * dropped.
  *
  * Cost: the Gram matrix (GramMatrix) plus the eigenvalues of a V·n matrix
- * (float64: `≈ 4/3 (V·n)³` flops; for V·n ≥ 384 the default two-stage solver
- * does the bulk in TF.js matMuls). Monte-Carlo (`mcSamples: 1`, V = 1) and
- * curvature subsampling shrink V·n.
+ * (float64: `≈ 4/3 (V·n)³` flops; for V·n ≥ 320 the default two-stage solver
+ * does the bulk in TF.js matMuls). Softmax cross-entropy uses the reduced
+ * factor (V = C − 1, `reduceFactor`); Monte-Carlo (`mcSamples: 1`, V = 1) and
+ * curvature subsampling shrink V·n further.
  */
 import type { StepInfo } from '../src/engine/extension';
 import type { ResolvedGroup } from '../src/engine/hook';
-import { CURVATURE_ONLY_REJECTS, GramSpaceHook, rejectOptions, samplingSettings, type EigenvalueMethod, type GramContribution, type VivitBaseOptions } from './gramSpace';
+import { CURVATURE_ONLY_REJECTS, GramSpaceHook, rejectOptions, samplingSettings, type EigenvalueMethod, type GramContribution, type VivitBaseOptions, type VivitSolverOptions } from './gramSpace';
 
-export interface EigvalshOptions extends VivitBaseOptions {
+export interface EigvalshOptions extends VivitBaseOptions, VivitSolverOptions {
   /** Curvature samples: indices into the batch (unique). Default: the whole batch. */
   subsampling?: readonly number[];
   /** 0 (default): exact GGN. M ≥ 1: Monte-Carlo GGN with M samples. */
   mcSamples?: number;
   /**
    * Eigenvalue solver (default 'auto': the two-stage float32/float64 solver of
-   * src/linalg/large.ts for Gram size V·n ≥ 384 off the cpu backend — several
+   * src/linalg/large.ts for Gram size V·n ≥ 320 off the cpu backend — several
    * times faster at 1280, absolute error ≲ 1e-6 · λ_max, so on that route
    * eigenvalues below `max(relativeCutoff, 1e-6) · λ_max` are dropped —, else
    * float64). 'float64' resolves eigenvalues down to the Gram matrix's own
@@ -37,7 +38,6 @@ export type EigvalshResult = {
 
 export class Eigvalsh extends GramSpaceHook<EigvalshResult> {
   protected readonly needs = { cross: false, paramSpace: false };
-  readonly method: EigenvalueMethod;
 
   constructor(options: EigvalshOptions) {
     rejectOptions(options?.name ?? 'Eigvalsh', options, CURVATURE_ONLY_REJECTS);
@@ -51,14 +51,9 @@ export class Eigvalsh extends GramSpaceHook<EigvalshResult> {
         mcOption: 'mcSamples',
       }),
     );
-    const method = options.method ?? 'auto';
-    if (method !== 'auto' && method !== 'float64' && method !== 'twoStage') {
-      throw new Error(`${this.name}: option 'method' must be 'auto', 'float64' or 'twoStage', got '${String(method)}'.`);
-    }
-    this.method = method;
   }
 
   finishGroup(_group: ResolvedGroup, contributions: readonly GramContribution[], step: StepInfo): EigvalshResult {
-    return { evals: this.decompose(contributions, step.batchSize, false, this.method).evals };
+    return { evals: this.eigenvalues(contributions, step.batchSize).evals };
   }
 }

@@ -33,7 +33,11 @@ export class GramMatrix extends GramSpaceHook<GramMatrixResult> {
   protected readonly needs = { cross: false, paramSpace: false };
 
   constructor(options: GramMatrixOptions) {
-    rejectOptions(options?.name ?? 'GramMatrix', options, CURVATURE_ONLY_REJECTS);
+    rejectOptions(options?.name ?? 'GramMatrix', options, {
+      ...CURVATURE_ONLY_REJECTS,
+      method: 'GramMatrix returns the Gram matrix itself (Eigvalsh, Eigh and the directional hooks take a solver method)',
+      reduceFactor: "GramMatrix always returns the Gram matrix of BackPACK's factor (size C·n)",
+    });
     super(
       'GramMatrix',
       options,
@@ -43,6 +47,7 @@ export class GramMatrix extends GramSpaceHook<GramMatrixResult> {
         mcSamples: options?.mcSamples,
         mcOption: 'mcSamples',
       }),
+      false,
     );
   }
 

@@ -14,7 +14,7 @@
  * hot paths; per-sample loops only around large matMuls.
  */
 import * as tf from '@tensorflow/tfjs';
-import { perSampleKernelProduct } from '../src/derivatives/weightProducts';
+import { sumPositions, unstackRows } from '../src/derivatives/weightProducts';
 
 /** Which contraction `kernelCrossGram` uses. */
 export type KernelGramRoute = 'dense' | 'patches' | 'explicit';
@@ -23,6 +23,12 @@ export type KernelGramRoute = 'dense' | 'patches' | 'explicit';
 function abT(a: tf.Tensor2D, b: tf.Tensor2D): tf.Tensor2D {
   return tf.matMul(a, tf.transpose(b));
 }
+
+/** Sample blocks of the symmetric explicit route: only the h(h+1)/2 lower blocks of `P Pᵀ` are multiplied. */
+const SYMMETRIC_BLOCKS = 4;
+
+/** Largest contraction length of one explicit-route matMul (longer ones lose half the speed on wasm: no K-blocking in XNNPACK). */
+const EXPLICIT_CHUNK = 8192;
 
 /** Flop estimates of the routes (multiply-adds), used to pick the cheapest. */
 export function kernelGramCosts(
@@ -33,30 +39,38 @@ export function kernelGramCosts(
   T: number,
   I: number,
   O: number,
+  symmetric = false,
 ): Record<KernelGramRoute, number> {
   const patches = na * T * nb * T * I + Va * na * T * Vb * nb * T * O + 2 * Va * na * Vb * nb * T * T;
-  const explicit = (Va * na + Vb * nb) * T * I * O + Va * na * Vb * nb * I * O;
+  const h = symmetric ? Math.min(SYMMETRIC_BLOCKS, na) : 1;
+  const products = symmetric ? Va * na * T * I * O : (Va * na + Vb * nb) * T * I * O;
+  const explicit = products + ((h + 1) / (2 * h)) * Va * na * Vb * nb * I * O;
   return { dense: T === 1 ? na * nb * I + Va * na * Vb * nb * O : Infinity, patches, explicit };
 }
 
 /** The cheapest route for a kernel Gram (T = 1: always 'dense'). */
-export function chooseKernelGramRoute(Va: number, na: number, Vb: number, nb: number, T: number, I: number, O: number): KernelGramRoute {
+export function chooseKernelGramRoute(Va: number, na: number, Vb: number, nb: number, T: number, I: number, O: number, symmetric = false): KernelGramRoute {
   if (T === 1) return 'dense';
-  const c = kernelGramCosts(Va, na, Vb, nb, T, I, O);
+  const c = kernelGramCosts(Va, na, Vb, nb, T, I, O, symmetric);
   // The patch route holds a [Va·na·T, Vb·nb·T] matrix; prefer the explicit one beyond 2^26 entries.
   const patchEntries = Va * na * T * Vb * nb * T;
   if (patchEntries > 2 ** 26) return 'explicit';
-  return c.patches <= c.explicit ? 'patches' : 'explicit';
+  // The patch route's elementwise passes over that matrix run far below matMul speed: weigh them 4×.
+  const patches = c.patches + 3 * 2 * patchEntries;
+  return patches <= c.explicit ? 'patches' : 'explicit';
 }
 
 /**
  * Kernel cross-Gram `K[(v,m), (w,n)] = ⟨P^a_vm, P^b_wn⟩` → `[Va·na, Vb·nb]`.
  *
- * - dense (T = 1): `(X_a X_bᵀ)[m,n] · (D_a D_bᵀ)[(v,m),(w,n)]`, two 2-D matMuls;
+ * - dense (T = 1): `(X_a X_bᵀ)[m,n] · (D_a D_bᵀ)[(v,m),(w,n)]`, two 2-D matMuls
+ *   (`withBias`: `(X_a X_bᵀ + 1) ⊙ (D_a D_bᵀ)`, kernel and bias Gram at once);
  * - patches: `Σ_{t,t'} (X_a X_bᵀ)[(m,t),(n,t')] (D_a D_bᵀ)[(v,m,t),(w,n,t')]`;
- * - explicit: per-sample products `P [V·n, I·O]`, then `P_a P_bᵀ`.
+ * - explicit: per-sample products `P [V·n, I·O]` in chunks, then `P_a P_bᵀ`
+ *   (`explicitGram`).
  * `route` defaults to the cheapest (`chooseKernelGramRoute`). Pass the same
- * tensors for a and b to get the Gram matrix (the explicit route then forms P once).
+ * tensors for a and b to get the Gram matrix (the explicit route then forms P
+ * once and multiplies only the lower sample blocks).
  */
 export function kernelCrossGram(
   Xa: tf.Tensor3D,
@@ -64,6 +78,7 @@ export function kernelCrossGram(
   Xb: tf.Tensor3D,
   Db: tf.Tensor4D,
   route?: KernelGramRoute,
+  withBias = false,
 ): tf.Tensor2D {
   const [na, T, I] = Xa.shape;
   const [Va, , , O] = Da.shape;
@@ -74,12 +89,16 @@ export function kernelCrossGram(
       `kernelCrossGram: shapes do not match: X_a [${Xa.shape}], D_a [${Da.shape}], X_b [${Xb.shape}], D_b [${Db.shape}] (need X [n, T, I], D [V, n, T, O]).`,
     );
   }
-  const r = route ?? chooseKernelGramRoute(Va, na, Vb, nb, T, I, O);
+  const same = Xa === Xb && Da === Db;
+  const r = route ?? chooseKernelGramRoute(Va, na, Vb, nb, T, I, O, same);
   if (r === 'dense' && T !== 1) throw new Error(`kernelCrossGram: route 'dense' needs T = 1 patch per sample, got T = ${T}.`);
+  if (withBias && r !== 'dense') throw new Error(`kernelCrossGram: 'withBias' is for the dense route (T = 1) only.`);
   return tf.tidy(() => {
     if (r === 'dense') {
-      const kx = abT(tf.reshape(Xa, [na, I]), tf.reshape(Xb, [nb, I])); // [na, nb]
-      const kd = abT(tf.reshape(Da, [Va * na, O]), tf.reshape(Db, [Vb * nb, O])); // [Va·na, Vb·nb]
+      let kx = abT(tf.reshape(Xa, [na, I]), tf.reshape(Xb, [nb, I])); // [na, nb]
+      if (withBias) kx = tf.add(kx, 1);
+      const Dfa = tf.reshape(Da, [Va * na, O]) as tf.Tensor2D;
+      const kd = same ? abT(Dfa, Dfa) : abT(Dfa, tf.reshape(Db, [Vb * nb, O])); // [Va·na, Vb·nb]
       const prod = tf.mul(tf.reshape(kd, [Va, na, Vb, nb]), tf.reshape(kx, [1, na, 1, nb]));
       return tf.reshape(prod, [Va * na, Vb * nb]);
     }
@@ -90,20 +109,129 @@ export function kernelCrossGram(
       const summed = tf.sum(tf.reshape(prod, [Va * na, T, Vb * nb, T]), [1, 3]);
       return summed as tf.Tensor2D;
     }
-    const Pa = tf.reshape(perSampleKernelProduct(Xa, Da), [Va * na, I * O]) as tf.Tensor2D;
-    const Pb = Xa === Xb && Da === Db ? Pa : (tf.reshape(perSampleKernelProduct(Xb, Db), [Vb * nb, I * O]) as tf.Tensor2D);
-    return abT(Pa, Pb);
+    return same ? explicitGram(Xa, Da) : explicitGram(Xa, Da, Xb, Db);
   });
+}
+
+/** The largest divisor of `O` not above `max` (≥ 1). */
+function largestDivisor(O: number, max: number): number {
+  let best = 1;
+  for (let d = 1; d <= Math.min(O, max); d++) if (O % d === 0) best = d;
+  return best;
+}
+
+/**
+ * Per-sample operands of the explicit route, chunked over the output
+ * channels (`oc` per chunk, `nc = O / oc` chunks): `xs[m] = X_m [T, I]` and
+ * `ds[m·nc + c] = D_m restricted to chunk c`, transposed to `[(v, o'), T]`.
+ * Then `ds[m·nc + c] · xs[m]` is `[(v, o'), I]`, i.e. rows v of the
+ * per-sample products restricted to the chunk's `oc·I` entries.
+ */
+function chunkOperands(X: tf.Tensor3D, D: tf.Tensor4D, oc: number): { xs: tf.Tensor2D[]; ds: tf.Tensor2D[] } {
+  const [n, T] = X.shape;
+  const [V, , , O] = D.shape;
+  const nc = O / oc;
+  // [v, m, t, o] → [v, m, o, t] → [(m, c), v, (o', t)]: two 3-D transposes (wasm's 5-D transpose is ~10× slower).
+  const Dt = tf.tidy(() => {
+    const Dot = tf.transpose(tf.reshape(D, [V * n, T, O]), [0, 2, 1]);
+    return tf.reshape(tf.transpose(tf.reshape(Dot, [V, n * nc, oc * T]), [1, 0, 2]), [n * nc, V * oc, T]);
+  });
+  try {
+    return { xs: unstackRows(X) as tf.Tensor2D[], ds: unstackRows(Dt) as tf.Tensor2D[] };
+  } finally {
+    Dt.dispose();
+  }
+}
+
+/**
+ * Explicit route of `kernelCrossGram`: `G = P_a P_bᵀ` with the per-sample
+ * products `P [(v,n), (i,o)]` (up to a common column order), without ever
+ * holding P at once or transposing it whole:
+ *
+ * - the contraction over `I·O` is cut into chunks of `oc` output channels
+ *   (`oc·I ≤ 8192`: longer 2-D matMuls run at half speed on wasm);
+ * - per sample and chunk one 2-D matMul `D_mᵀ [(v,o'), T] × X_m [T, I]` gives
+ *   the chunk's rows of P; the rows of a block of samples are concatenated
+ *   (sample-major rows `(m, v)`), transposed (2-D, chunk-sized) and multiplied;
+ * - symmetric case (b absent): samples in `h = 4` blocks, only the
+ *   h(h+1)/2 lower blocks of `P Pᵀ` are multiplied (0.625× the flops).
+ *
+ * Cost: `V·n·T·I·O` (products) + `(5/8)(V·n)²·I·O` multiply-adds (symmetric).
+ * Returns `[Va·na, Vb·nb]` with v-major rows and columns. `tuning` (for
+ * benchmarks): the chunk length (default 8192) and the sample blocks (4).
+ */
+export function explicitGram(
+  Xa: tf.Tensor3D,
+  Da: tf.Tensor4D,
+  Xb?: tf.Tensor3D,
+  Db?: tf.Tensor4D,
+  tuning: { chunk?: number; blocks?: number } = {},
+): tf.Tensor2D {
+  const [na, , I] = Xa.shape;
+  const [Va, , , O] = Da.shape;
+  const symmetric = Xb === undefined || Db === undefined;
+  const nb = symmetric ? na : Xb.shape[0];
+  const Vb = symmetric ? Va : Db.shape[0];
+  const oc = largestDivisor(O, Math.max(1, Math.floor((tuning.chunk ?? EXPLICIT_CHUNK) / I)));
+  const nc = O / oc;
+  const K = oc * I;
+  const a = chunkOperands(Xa, Da, oc);
+  const b = symmetric ? a : chunkOperands(Xb, Db, oc);
+  // Sample blocks: [start, end) per block (one block per side when not symmetric).
+  const blocks = (n: number, h: number): number[] => Array.from({ length: h + 1 }, (_, i) => Math.round((i * n) / h));
+  const ba = blocks(na, symmetric ? Math.min(tuning.blocks ?? SYMMETRIC_BLOCKS, na) : 1);
+  const bb = symmetric ? ba : blocks(nb, 1);
+  const ha = ba.length - 1;
+  const hb = bb.length - 1;
+  // acc[i][j]: Σ_chunks P_a(block i) P_b(block j)ᵀ (symmetric: j ≤ i only).
+  const acc: (tf.Tensor2D | undefined)[][] = Array.from({ length: ha }, () => new Array<tf.Tensor2D | undefined>(hb).fill(undefined));
+  const rowsOf = (ops: { xs: tf.Tensor2D[]; ds: tf.Tensor2D[] }, V: number, c: number, start: number, end: number): tf.Tensor2D =>
+    tf.tidy(() => {
+      const parts: tf.Tensor[] = [];
+      for (let m = start; m < end; m++) parts.push(tf.reshape(tf.matMul(ops.ds[m * nc + c] as tf.Tensor2D, ops.xs[m] as tf.Tensor2D), [V, K]));
+      return (parts.length === 1 ? parts[0] : tf.concat(parts, 0)) as tf.Tensor2D;
+    });
+  try {
+    for (let c = 0; c < nc; c++) {
+      const A = Array.from({ length: ha }, (_, i) => rowsOf(a, Va, c, ba[i] as number, ba[i + 1] as number));
+      const B = symmetric ? A : Array.from({ length: hb }, (_, j) => rowsOf(b, Vb, c, bb[j] as number, bb[j + 1] as number));
+      const Bt = B.map((t) => tf.transpose(t) as tf.Tensor2D);
+      for (let i = 0; i < ha; i++) {
+        for (let j = 0; j < (symmetric ? i + 1 : hb); j++) {
+          const prod = tf.matMul(A[i] as tf.Tensor2D, Bt[j] as tf.Tensor2D) as tf.Tensor2D;
+          const prev = acc[i]?.[j];
+          if (prev) {
+            (acc[i] as (tf.Tensor2D | undefined)[])[j] = tf.add(prev, prod) as tf.Tensor2D;
+            tf.dispose([prev, prod]);
+          } else (acc[i] as (tf.Tensor2D | undefined)[])[j] = prod;
+        }
+      }
+      tf.dispose(symmetric ? [...A, ...Bt] : [...A, ...B, ...Bt]);
+    }
+    return tf.tidy(() => {
+      // Sample-major [(m,v), (n,w)] from the blocks, then v-major.
+      const rows = acc.map((row, i) => {
+        const cols = Array.from({ length: hb }, (_, j) => (symmetric && j > i ? tf.transpose(acc[j]?.[i] as tf.Tensor2D) : (row[j] as tf.Tensor2D)));
+        return cols.length === 1 ? (cols[0] as tf.Tensor2D) : tf.concat(cols, 1);
+      });
+      const Gs = rows.length === 1 ? (rows[0] as tf.Tensor2D) : tf.concat(rows, 0);
+      return tf.reshape(tf.transpose(tf.reshape(Gs, [na, Va, nb, Vb]), [1, 0, 3, 2]), [Va * na, Vb * nb]) as tf.Tensor2D;
+    });
+  } finally {
+    tf.dispose(acc.flat().filter((t): t is tf.Tensor2D => t !== undefined));
+    tf.dispose([...a.xs, ...a.ds]);
+    if (!symmetric) tf.dispose([...b.xs, ...b.ds]);
+  }
 }
 
 /** Bias cross-Gram `⟨b^a_vm, b^b_wn⟩` → `[Va·na, Vb·nb]` (b = Σ_t D). */
 export function biasCrossGram(Da: tf.Tensor4D, Db: tf.Tensor4D): tf.Tensor2D {
-  const [Va, na, , O] = Da.shape;
+  const [Va, na, T, O] = Da.shape;
   const [Vb, nb] = Db.shape;
   if (Db.shape[3] !== O) throw new Error(`biasCrossGram: D_a [${Da.shape}] and D_b [${Db.shape}] differ in the output axis.`);
   return tf.tidy(() => {
-    const Ba = tf.reshape(tf.sum(Da, 2), [Va * na, O]) as tf.Tensor2D;
-    const Bb = Da === Db ? Ba : (tf.reshape(tf.sum(Db, 2), [Vb * nb, O]) as tf.Tensor2D);
+    const Ba = sumPositions(tf.reshape(Da, [Va * na, T, O]) as tf.Tensor3D);
+    const Bb = Da === Db ? Ba : sumPositions(tf.reshape(Db, [Vb * nb, Db.shape[2], O]) as tf.Tensor3D);
     return abT(Ba, Bb);
   });
 }
@@ -132,7 +260,7 @@ export function weightedParamProduct(
   }
   return tf.tidy(() => {
     if (role === 'bias') {
-      const B = tf.reshape(tf.sum(D, 2), [V * n, O]);
+      const B = sumPositions(tf.reshape(D, [V * n, T, O]) as tf.Tensor3D);
       return tf.reshape(tf.matMul(W, B), [K, ...paramShape]);
     }
     if (X === undefined) throw new Error('weightedParamProduct: a kernel needs the unfolded input X.');

@@ -19,22 +19,31 @@
  * Every quantity is assembled from per-parameter Gram contributions
  * (`⟨s_vm, s_wn⟩` restricted to p, and the cross products `⟨s_vm, g_n⟩`),
  * summed over the group's parameters when its last parameter is done; the
- * Gram matrix is eigen-decomposed in float64 on the CPU (Eigvalsh: a
- * two-stage solver with TF.js matMuls for large Gram matrices); parameter-space
- * vectors are one re-weighted summed product per parameter (gramProducts.ts).
- * The D_g × D_g GGN and the `[V, n, ...p]` per-sample square roots are never formed
- * (except, for layers with several patches per sample, where explicit
- * per-sample products are the cheaper Gram route).
+ * Gram matrix is eigen-decomposed on the CPU: float64 `eigh`/`eigvalsh` for
+ * small Gram matrices, the two-stage solver of src/linalg/large.ts (band
+ * reduction with TF.js matMuls, then float64; eigenvectors only for the
+ * selected directions) from size 320 on; parameter-space vectors are one
+ * re-weighted summed product per parameter (gramProducts.ts). A Dense
+ * layer's kernel and bias (same group) share one Gram product
+ * `(X Xᵀ + 1) ⊙ (D Dᵀ)`. The D_g × D_g GGN and the `[V, n, ...p]` per-sample
+ * square roots are never formed at once (layers with several patches per
+ * sample form per-sample products chunk by chunk, gramProducts.ts).
+ *
+ * Softmax cross-entropy (exact square root, `reduceFactor`, all hooks but
+ * GramMatrix): the loss Hessian's factor has rank C − 1, so the hooks
+ * backpropagate the reduced factor S̃ (reducedFactor.ts, V = C − 1) — same
+ * GGN, eigenvalues, eigenvectors, γ, λ and Newton steps, a Gram matrix of
+ * size (C−1)·n instead of C·n.
  */
 import * as tf from '@tensorflow/tfjs';
 import type { ModelInfo, ParamContext, StepInfo } from '../src/engine/extension';
 import { checkSubsampling } from '../src/engine/extension';
 import type { GroupHook, ResolvedGroup } from '../src/engine/hook';
 import { SqrtGgnExactQuantity, SqrtGgnMcQuantity } from '../src/engine/quantity';
-import { eigh, eigvalsh } from '../src/linalg/index';
-import { eigvalshLargeSync, LARGE_EIGEN_THRESHOLD } from '../src/linalg/large';
+import { eigh, eighLargeSync, eigvalsh, eigvalshLargeSync, LARGE_EIGEN_THRESHOLD } from '../src/linalg/index';
 import { ensureFits, validateBackprop } from '../extensions/secondorder/common';
-import { biasCrossGram, chooseKernelGramRoute, kernelCrossGram, weightedParamProduct } from './gramProducts';
+import { biasCrossGram, chooseKernelGramRoute, explicitGram, kernelCrossGram, weightedParamProduct } from './gramProducts';
+import { hasReducibleFactor, SqrtGgnReducedQuantity } from './reducedFactor';
 import {
   aboveRelativeThreshold,
   checkSelection,
@@ -62,12 +71,32 @@ export type VivitWarning = {
 };
 
 /**
- * How Eigvalsh computes eigenvalues: 'float64' (Householder + QL in float64 on
- * the CPU, ≈ 4/3 n³ flops), 'twoStage' (band reduction with TF.js matMuls in
- * float32, then float64; absolute error ≈ 1e-6·λ_max, so eigenvalues below
- * that are noise), 'auto' (twoStage for Gram size ≥ 384 off the cpu backend).
+ * How the Gram matrix is eigen-decomposed: 'float64' (Householder + QL in
+ * float64 on the CPU, ≈ 4/3 n³ flops for values, ≈ 9 n³ with all vectors),
+ * 'twoStage' (band reduction with TF.js matMuls in float32, then float64;
+ * eigenvectors only for the selected directions; absolute error ≈ 1e-6·λ_max,
+ * so eigenvalues below that are noise and dropped, and eigenvector angles are
+ * ≈ 1e-6·λ_max / gap), 'auto' (twoStage for Gram size ≥ 320 off the cpu
+ * backend, else float64).
  */
 export type EigenvalueMethod = 'auto' | 'float64' | 'twoStage';
+
+/** Options of the hooks that eigen-decompose the Gram matrix (all but GramMatrix). */
+export interface VivitSolverOptions {
+  /** Eigen solver (default 'auto', see `EigenvalueMethod`). */
+  method?: EigenvalueMethod;
+  /**
+   * Softmax cross-entropy with the exact square root: backpropagate the
+   * rank-reduced factor (C − 1 rows instead of C; default true). The GGN, its
+   * eigenvalues and eigenvectors, γ, λ and Newton steps are the same; the Gram
+   * matrix has size (C−1)·n (0.73× the eigen-decomposition cost for C = 10),
+   * so `gramEvecs` handed to a damping callback have (C−1)·n rows. Pass false
+   * for ViViT's C·n Gram space, or to share the backpropagated square root with
+   * extensions that need BackPACK's factor (SqrtGGNExact, DiagGGNExact, ...).
+   * Other losses and Monte-Carlo square roots are never reduced.
+   */
+  reduceFactor?: boolean;
+}
 
 /** Options shared by every ViViT hook. */
 export interface VivitBaseOptions {
@@ -88,7 +117,7 @@ export interface VivitBaseOptions {
 }
 
 /** Options of hooks that transform eigenvectors to parameter space. */
-export interface VivitDirectionOptions extends VivitBaseOptions {
+export interface VivitDirectionOptions extends VivitBaseOptions, VivitSolverOptions {
   /**
    * Warn (see `onWarning`) when a selected eigenvalue has `|λ| <
    * warnSmallEigvals`: the transformation `e = V u / √λ` to parameter space is
@@ -111,9 +140,13 @@ export interface SamplingSettings {
 
 /** What a parameter contributes (freed by the engine after `finishGroup`). */
 export type GramContribution = {
-  /** `⟨s_vm, s_wn⟩` restricted to the parameter, `[V·n, V·n]` (no c²). */
-  gram: tf.Tensor2D;
-  /** `⟨s_vm, g_n⟩` restricted to the parameter, `[V·n, n_grad]`. */
+  /**
+   * `⟨s_vm, s_wn⟩` restricted to the parameter, `[V·n, V·n]` (no c²). Absent
+   * for a Dense bias whose kernel is in the same group (the kernel's gram
+   * then holds both).
+   */
+  gram?: tf.Tensor2D;
+  /** `⟨s_vm, g_n⟩` restricted to the parameter, `[V·n, n_grad]` (absent as `gram`). */
   cross?: tf.Tensor2D;
   /** Unfolded input of the curvature samples `[n, T, I]` (kernels, when parameter-space vectors are needed). */
   X?: tf.Tensor3D;
@@ -129,8 +162,6 @@ export interface GramEigen {
   readonly size: number;
   /** Index of each `evals` entry in the full (size) eigen order. */
   readonly kept: number[];
-  /** All eigenvectors (size×size row-major, column j), when requested. */
-  readonly vectors?: Float64Array;
   /** c² = N / n. */
   readonly c2: number;
 }
@@ -224,17 +255,28 @@ interface Needs {
 export abstract class GramSpaceHook<R extends tf.TensorContainer> implements GroupHook<GramContribution, R> {
   readonly name: string;
   readonly groups: readonly VivitGroup[];
-  readonly quantities: readonly (SqrtGgnExactQuantity | SqrtGgnMcQuantity)[];
-  /** The backpropagated square root this hook consumes (shared with other hooks/extensions of equal settings). */
-  readonly sqrtQuantity: SqrtGgnExactQuantity | SqrtGgnMcQuantity;
+  /**
+   * The backpropagated square root this hook consumes (shared with other
+   * hooks/extensions of equal key): BackPACK's exact or Monte-Carlo factor, or
+   * the reduced softmax factor (chosen in `validate` from the model's loss).
+   */
+  sqrtQuantity: SqrtGgnExactQuantity | SqrtGgnMcQuantity | SqrtGgnReducedQuantity;
+  private readonly fullQuantity: SqrtGgnExactQuantity | SqrtGgnMcQuantity;
+  private readonly reducedQuantity: SqrtGgnReducedQuantity | undefined;
   readonly sampling: SamplingSettings;
+  /** Eigen solver (see `EigenvalueMethod`). */
+  readonly method: EigenvalueMethod;
   readonly relativeCutoff: number;
   readonly warnSmallEigvals: number;
   readonly seed: number | undefined;
   protected readonly onWarning: ((w: VivitWarning) => void) | undefined;
   protected abstract readonly needs: Needs;
 
-  protected constructor(defaultName: string, options: VivitDirectionOptions, sampling: SamplingSettings) {
+  /**
+   * `solver`: whether the hook eigen-decomposes (then it takes `method` and
+   * `reduceFactor`; GramMatrix does not, its result is BackPACK's factor Gram).
+   */
+  protected constructor(defaultName: string, options: VivitDirectionOptions, sampling: SamplingSettings, solver = true) {
     if (options === null || typeof options !== 'object') {
       throw new Error(`${defaultName}: options { groups, ... } are required (e.g. { groups: groupsFull(ext) }).`);
     }
@@ -249,15 +291,29 @@ export abstract class GramSpaceHook<R extends tf.TensorContainer> implements Gro
       throw new Error(`${this.name}: option 'onWarning' must be a function (warning) => void.`);
     }
     this.onWarning = options.onWarning;
-    this.sqrtQuantity =
+    const method = solver ? (options.method ?? 'auto') : 'float64';
+    if (method !== 'auto' && method !== 'float64' && method !== 'twoStage') {
+      throw new Error(`${this.name}: option 'method' must be 'auto', 'float64' or 'twoStage', got '${String(method)}'.`);
+    }
+    this.method = method;
+    const reduce = solver ? (options.reduceFactor ?? true) : false;
+    if (typeof reduce !== 'boolean') throw new Error(`${this.name}: option 'reduceFactor' must be true or false, got ${String(reduce)}.`);
+    this.fullQuantity =
       sampling.mcSamples === 0
         ? new SqrtGgnExactQuantity(sampling.curvature)
         : new SqrtGgnMcQuantity(sampling.mcSamples, options.seed, sampling.curvature);
-    this.quantities = [this.sqrtQuantity];
+    this.reducedQuantity = reduce && sampling.mcSamples === 0 ? new SqrtGgnReducedQuantity(sampling.curvature) : undefined;
+    this.sqrtQuantity = this.fullQuantity;
+  }
+
+  /** The quantities of the current model (see `sqrtQuantity`). */
+  get quantities(): readonly (SqrtGgnExactQuantity | SqrtGgnMcQuantity | SqrtGgnReducedQuantity)[] {
+    return [this.sqrtQuantity];
   }
 
   validate(model: ModelInfo): void {
     validateBackprop(this.name, model, this.sampling.mcSamples === 0 ? 'sqrtHessian' : 'sqrtHessianSampled');
+    this.sqrtQuantity = this.reducedQuantity !== undefined && hasReducibleFactor(model.loss) ? this.reducedQuantity : this.fullQuantity;
   }
 
   validateStep(step: StepInfo): void {
@@ -265,18 +321,36 @@ export abstract class GramSpaceHook<R extends tf.TensorContainer> implements Gro
     if (this.needs.cross) checkSubsampling(this.name, this.sampling.gradient, step.batchSize);
   }
 
-  computeParam(ctx: ParamContext): GramContribution {
+  computeParam(ctx: ParamContext, group: ResolvedGroup): GramContribution {
     const curv = this.sampling.curvature;
+    const grad = this.sampling.gradient;
     return tf.tidy(() => {
       const D = ctx.module.foldOutput(ctx.value(this.sqrtQuantity)); // [V, n, T, O]
+      const T = D.shape[2];
       const kernel = ctx.param.role === 'kernel';
+      // Dense (T = 1): kernel and bias share D Dᵀ; with both in the group the
+      // kernel contributes (X Xᵀ + 1) ⊙ (D Dᵀ) for the two, the bias nothing.
+      const pair = T === 1 && group.params.some((q) => q.moduleIndex === ctx.param.moduleIndex && q.role !== ctx.param.role);
+      const out: GramContribution = {};
+      const G = this.needs.cross ? ctx.module.foldOutput(ctx.gradStack(grad)) : undefined; // [1, n_grad, T, O]
       const X = kernel ? ctx.unfoldedInput(curv) : undefined;
-      const gram = X ? this.kernelGram(ctx, X, D, X, D) : biasCrossGram(D, D);
-      const out: GramContribution = { gram };
-      if (this.needs.cross) {
-        const grad = this.sampling.gradient;
-        const G = ctx.module.foldOutput(ctx.gradStack(grad)); // [1, n_grad, T, O]
-        out.cross = X ? this.kernelGram(ctx, X, D, ctx.unfoldedInput(grad), G) : biasCrossGram(D, G);
+      if (X) {
+        const Xg = G ? ctx.unfoldedInput(grad) : undefined;
+        const [n, , I] = X.shape;
+        const [V, , , O] = D.shape;
+        const route = chooseKernelGramRoute(V, n, V, n, T, I, O, true);
+        if (G && Xg === X && route === 'explicit') {
+          // Same samples: the Gram of the stack [D; G] holds the Gram and the cross products.
+          const full = this.kernelGram(ctx, X, tf.concat([D, G], 0) as tf.Tensor4D);
+          out.gram = tf.slice(full, [0, 0], [V * n, V * n]);
+          out.cross = tf.slice(full, [0, V * n], [V * n, n]);
+        } else {
+          out.gram = this.kernelGram(ctx, X, D, undefined, undefined, pair);
+          if (G && Xg) out.cross = this.kernelGram(ctx, X, D, Xg, G, pair);
+        }
+      } else if (!pair) {
+        out.gram = biasCrossGram(D, D);
+        if (G) out.cross = biasCrossGram(D, G);
       }
       if (this.needs.paramSpace) {
         // The engine frees the module's buffers after this parameter: keep own references.
@@ -287,20 +361,24 @@ export abstract class GramSpaceHook<R extends tf.TensorContainer> implements Gro
     });
   }
 
-  private kernelGram(ctx: ParamContext, Xa: tf.Tensor3D, Da: tf.Tensor4D, Xb: tf.Tensor3D, Db: tf.Tensor4D): tf.Tensor2D {
+  /** Kernel Gram (b absent) or cross-Gram; `withBias`: Dense kernel and bias at once. */
+  private kernelGram(ctx: ParamContext, Xa: tf.Tensor3D, Da: tf.Tensor4D, Xb?: tf.Tensor3D, Db?: tf.Tensor4D, withBias = false): tf.Tensor2D {
     const [na, T, I] = Xa.shape;
     const [Va, , , O] = Da.shape;
-    const [Vb, nb] = Db.shape;
-    const route = chooseKernelGramRoute(Va, na, Vb, nb, T, I, O);
+    const [Vb, nb] = Db ? Db.shape : [Va, na];
+    const symmetric = Xb === undefined;
+    const route = chooseKernelGramRoute(Va, na, Vb, nb, T, I, O, symmetric);
     if (route === 'explicit') {
+      // Per chunk: the rows of P for ≤ 8192 entries, its transpose and the matMul inputs.
       ensureFits(
         this.name,
-        `the per-sample products of parameter '${ctx.param.name}' (V = ${Va}, n = ${na}, ${I * O} entries each)`,
-        (Va * na + (Xa === Xb ? 0 : Vb * nb)) * I * O * 2,
+        `the per-sample products of parameter '${ctx.param.name}' (V = ${Va}, n = ${na}, ${I * O} entries each, formed in chunks)`,
+        (Va * na + (symmetric ? 0 : Vb * nb)) * Math.min(I * O, 8192) * 3 + Da.size,
         `Pass fewer curvature samples ('subsampling'/'subsamplingGgn') or use Monte-Carlo ('mcSamples').`,
       );
+      return symmetric ? explicitGram(Xa, Da) : explicitGram(Xa, Da, Xb, Db);
     }
-    return kernelCrossGram(Xa, Da, Xb, Db, route);
+    return symmetric ? kernelCrossGram(Xa, Da, Xa, Da, route, withBias) : kernelCrossGram(Xa, Da, Xb, Db as tf.Tensor4D, route, withBias);
   }
 
   abstract finishGroup(group: ResolvedGroup, contributions: readonly GramContribution[], step: StepInfo): R;
@@ -314,41 +392,30 @@ export abstract class GramSpaceHook<R extends tf.TensorContainer> implements Gro
 
   /** `Σ_p ⟨s, s⟩_p` (no correction) `[V·n, V·n]`. */
   protected rawGram(contributions: readonly GramContribution[]): tf.Tensor2D {
-    return tf.tidy(() =>
-      contributions.length === 1 ? tf.clone((contributions[0] as GramContribution).gram) : (tf.addN(contributions.map((c) => c.gram)) as tf.Tensor2D),
-    );
+    const grams = contributions.map((c) => c.gram).filter((g): g is tf.Tensor2D => g !== undefined);
+    return tf.tidy(() => (grams.length === 1 ? tf.clone(grams[0] as tf.Tensor2D) : (tf.addN(grams) as tf.Tensor2D)));
   }
 
-  /**
-   * Eigen-decomposition of c²·VᵀV, zero eigenvalues dropped. With vectors:
-   * float64 `eigh` on the CPU. Values only: `eigvalshLargeSync` with `method`
-   * ('auto': two-stage TF.js band reduction for V·n ≥ 384 off the cpu
-   * backend, else float64 `eigvalsh`).
-   */
-  protected decompose(
-    contributions: readonly GramContribution[],
-    N: number,
-    vectors: boolean,
-    method: EigenvalueMethod = 'float64',
-  ): GramEigen {
+  /** The summed Gram matrix on the host (one read). */
+  private hostGram(contributions: readonly GramContribution[]): { data: Float32Array; size: number } {
     const raw = this.rawGram(contributions);
-    const size = raw.shape[0];
-    const data = raw.dataSync();
-    raw.dispose();
-    const c2 = N / this.curvatureCount(N);
-    let values: Float64Array;
-    let vecs: Float64Array | undefined;
-    let cutoff = this.relativeCutoff;
-    if (vectors) {
-      const e = eigh(data, size, { vectors: true });
-      values = e.values;
-      vecs = e.vectors;
-    } else {
-      const twoStage = method === 'twoStage' || (method === 'auto' && size >= LARGE_EIGEN_THRESHOLD && tf.getBackend() !== 'cpu');
-      values = twoStage ? eigvalshLargeSync(data as Float32Array, size, { method: 'twoStage' }) : eigvalsh(data, size);
-      // Below its accuracy the two-stage solver's eigenvalues are indistinguishable from 0.
-      if (twoStage && cutoff >= 0) cutoff = Math.max(cutoff, TWO_STAGE_CUTOFF);
+    try {
+      return { data: raw.dataSync() as Float32Array, size: raw.shape[0] };
+    } finally {
+      raw.dispose();
     }
+  }
+
+  /** Whether the two-stage solver handles a Gram matrix of this size. */
+  private twoStage(size: number): boolean {
+    return this.method === 'twoStage' || (this.method === 'auto' && size >= LARGE_EIGEN_THRESHOLD && tf.getBackend() !== 'cpu');
+  }
+
+  /** The nonzero eigenvalues (times c²) and their positions among all `size` values. */
+  private filtered(values: Float64Array, twoStage: boolean, c2: number): { evals: number[]; kept: number[] } {
+    let cutoff = this.relativeCutoff;
+    // Below its accuracy the two-stage solver's eigenvalues are indistinguishable from 0.
+    if (twoStage && cutoff >= 0) cutoff = Math.max(cutoff, TWO_STAGE_CUTOFF);
     let maxAbs = 0;
     for (const v of values) maxAbs = Math.max(maxAbs, Math.abs(v));
     const evals: number[] = [];
@@ -359,15 +426,84 @@ export abstract class GramSpaceHook<R extends tf.TensorContainer> implements Gro
         kept.push(j);
       }
     });
-    return { evals, size, kept, c2, ...(vecs ? { vectors: vecs } : {}) };
+    return { evals, kept };
+  }
+
+  /**
+   * Eigenvalues of c²·VᵀV, zero eigenvalues dropped (Eigvalsh): float64
+   * `eigvalsh`, or `eigvalshLargeSync` on the two-stage route (see `method`).
+   */
+  protected eigenvalues(contributions: readonly GramContribution[], N: number): GramEigen {
+    const { data, size } = this.hostGram(contributions);
+    const c2 = N / this.curvatureCount(N);
+    const twoStage = this.twoStage(size);
+    const values = twoStage ? eigvalshLargeSync(data, size, { method: 'twoStage' }) : eigvalsh(data, size);
+    return { ...this.filtered(values, twoStage, c2), size, c2 };
+  }
+
+  /**
+   * Eigenvalues of c²·VᵀV and the Gram eigenvectors of the directions the
+   * group's criterion selects: float64 `eigh` (all vectors, then the
+   * selection), or on the two-stage route `eighLargeSync` with the criterion
+   * as its selection (only the K selected vectors are formed).
+   */
+  protected eigenDirections(group: ResolvedGroup, contributions: readonly GramContribution[], N: number): { eig: GramEigen; dirs: GramDirections } {
+    const { data, size } = this.hostGram(contributions);
+    const c2 = N / this.curvatureCount(N);
+    const twoStage = this.twoStage(size);
+    let found: { evals: number[]; kept: number[] } | undefined;
+    let chosen: { selected: number[]; lambda: number[]; warnings: VivitWarning[] } | undefined;
+    // Column of the eigenvector of full index j in `vectors` (row-major, `cols` columns).
+    let vectors: Float64Array;
+    let cols: number;
+    let columnOf: (j: number) => number;
+    if (twoStage) {
+      const r = eighLargeSync(data, size, {
+        method: 'twoStage',
+        select: (values) => {
+          found = this.filtered(values, true, c2);
+          chosen = this.choose(group, found.evals);
+          const f = found;
+          return chosen.selected.map((i) => f.kept[i] as number);
+        },
+      });
+      const position = new Map<number, number>();
+      r.indices.forEach((j, col) => position.set(j, col));
+      vectors = r.vectors;
+      cols = r.indices.length;
+      columnOf = (j) => position.get(j) as number;
+    } else {
+      const e = eigh(data, size, { vectors: true });
+      found = this.filtered(e.values, false, c2);
+      chosen = this.choose(group, found.evals);
+      vectors = e.vectors as Float64Array;
+      cols = size;
+      columnOf = (j) => j;
+    }
+    const f = found as { evals: number[]; kept: number[] };
+    const ch = chosen as { selected: number[]; lambda: number[]; warnings: VivitWarning[] };
+    const K = ch.selected.length;
+    const U = new Float64Array(size * K);
+    ch.selected.forEach((sel, k) => {
+      const j = columnOf(f.kept[sel] as number);
+      // Sign convention: the largest-magnitude entry of u_k is positive.
+      let best = 0;
+      for (let i = 0; i < size; i++) if (Math.abs(vectors[i * cols + j] as number) > Math.abs(best)) best = vectors[i * cols + j] as number;
+      const sign = best < 0 ? -1 : 1;
+      for (let i = 0; i < size; i++) U[i * K + k] = sign * (vectors[i * cols + j] as number);
+    });
+    return {
+      eig: { evals: f.evals, kept: f.kept, size, c2 },
+      dirs: { selected: ch.selected, lambda: ch.lambda, U: { rows: size, cols: K, data: U }, warnings: ch.warnings },
+    };
   }
 
   /** Apply the group's criterion; check the selection; warn about tiny eigenvalues. */
-  protected select(group: ResolvedGroup, eig: GramEigen): GramDirections {
+  private choose(group: ResolvedGroup, evals: readonly number[]): { selected: number[]; lambda: number[]; warnings: VivitWarning[] } {
     const spec = this.groups[group.index] as VivitGroup;
     const criterion: Criterion = spec.criterion ?? aboveRelativeThreshold();
-    const selected = checkSelection(this.name, group.index, criterion(eig.evals.slice()), eig.evals.length);
-    const lambda = selected.map((i) => eig.evals[i] as number);
+    const selected = checkSelection(this.name, group.index, criterion(evals.slice()), evals.length);
+    const lambda = selected.map((i) => evals[i] as number);
     const bad = lambda.filter((l) => !(l > 0));
     if (bad.length > 0) {
       throw new Error(
@@ -390,19 +526,7 @@ export abstract class GramSpaceHook<R extends tf.TensorContainer> implements Gro
       warnings.push(w);
       this.onWarning?.(w);
     }
-    const K = selected.length;
-    const size = eig.size;
-    const V = eig.vectors as Float64Array;
-    const U = new Float64Array(size * K);
-    selected.forEach((sel, k) => {
-      const j = eig.kept[sel] as number;
-      // Sign convention: the largest-magnitude entry of u_k is positive.
-      let best = 0;
-      for (let i = 0; i < size; i++) if (Math.abs(V[i * size + j] as number) > Math.abs(best)) best = V[i * size + j] as number;
-      const sign = best < 0 ? -1 : 1;
-      for (let i = 0; i < size; i++) U[i * K + k] = sign * (V[i * size + j] as number);
-    });
-    return { selected, lambda, U: { rows: size, cols: K, data: U }, warnings };
+    return { selected, lambda, warnings };
   }
 
   /** Gram-space weights of the parameter-space eigenvectors: `W[k, i] = c · U[i,k] / √λ_k` → `[K, size]`. */
@@ -418,7 +542,7 @@ export abstract class GramSpaceHook<R extends tf.TensorContainer> implements Gro
 
   /** Parameter-space vectors `Σ_i W[k,i] s_i` per group parameter → `[K, ...p]` each. */
   protected paramVectors(group: ResolvedGroup, contributions: readonly GramContribution[], W: Float32Array, K: number, what: string): tf.Tensor[] {
-    const size = (contributions[0] as GramContribution).gram.shape[0];
+    const size = W.length / Math.max(1, K);
     const entries = group.params.reduce((s, p, i) => {
       const D = (contributions[i] as GramContribution).D as tf.Tensor4D;
       const [, n, T, O] = D.shape;
@@ -456,11 +580,12 @@ export abstract class GramSpaceHook<R extends tf.TensorContainer> implements Gro
 
   /** `γ [n_grad, K]` = N · crossᵀ · Wᵀ (float32, one 2-D matMul). */
   protected gammas(contributions: readonly GramContribution[], W: Float32Array, K: number, N: number): tf.Tensor2D {
-    const nGrad = ((contributions[0] as GramContribution).cross as tf.Tensor2D).shape[1];
+    const nGrad = (contributions.find((c) => c.cross !== undefined)?.cross as tf.Tensor2D).shape[1];
     // No zero-size matMul (wasm's XNNPACK logs an error for it).
     if (K === 0) return tf.zeros([nGrad, 0]);
     return tf.tidy(() => {
-      const cross = contributions.length === 1 ? ((contributions[0] as GramContribution).cross as tf.Tensor2D) : (tf.addN(contributions.map((c) => c.cross as tf.Tensor2D)) as tf.Tensor2D);
+      const parts = contributions.map((c) => c.cross).filter((c): c is tf.Tensor2D => c !== undefined);
+      const cross = parts.length === 1 ? (parts[0] as tf.Tensor2D) : (tf.addN(parts) as tf.Tensor2D);
       const size = cross.shape[0];
       // Wᵀ [size, K] from the CPU copy (no transposed matMul).
       const WT = new Float32Array(size * K);
@@ -481,8 +606,7 @@ export abstract class GramSpaceHook<R extends tf.TensorContainer> implements Gro
     withEvecs: boolean,
   ): { eig: GramEigen; dirs: GramDirections; W: Float32Array; gammas: tf.Tensor2D; lambdas: HostMatrix; evecs?: tf.Tensor[] } {
     const N = step.batchSize;
-    const eig = this.decompose(contributions, N, true);
-    const dirs = this.select(group, eig);
+    const { eig, dirs } = this.eigenDirections(group, contributions, N);
     const K = dirs.selected.length;
     const W = this.directionWeights(dirs, eig.c2);
     const lambdas = this.lambdas(dirs, this.curvatureCount(N));

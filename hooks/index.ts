@@ -22,6 +22,7 @@ export {
 } from './groups';
 export type { VivitGroup, Criterion, Damping, HostMatrix } from './groups';
 export { GramSpaceHook } from './gramSpace';
-export type { VivitWarning, VivitBaseOptions, VivitDirectionOptions, GramContribution, EigenvalueMethod } from './gramSpace';
-export { kernelCrossGram, biasCrossGram, weightedParamProduct, chooseKernelGramRoute } from './gramProducts';
+export type { VivitWarning, VivitBaseOptions, VivitDirectionOptions, VivitSolverOptions, GramContribution, EigenvalueMethod } from './gramSpace';
+export { kernelCrossGram, explicitGram, biasCrossGram, weightedParamProduct, chooseKernelGramRoute } from './gramProducts';
+export { SqrtGgnReducedQuantity, reducedSoftmaxFactor, hasReducibleFactor } from './reducedFactor';
 export type { KernelGramRoute } from './gramProducts';

@@ -21,6 +21,7 @@
 import * as tf from '@tensorflow/tfjs';
 import type { ParamContext } from '../../src/engine/extension';
 import type { LinearModuleDerivatives } from '../../src/derivatives/types';
+import { gram, sumPositions } from '../../src/derivatives/weightProducts';
 import { eigh } from '../../src/linalg/index';
 
 /** Kernel factors `{ A [I, I], G [O, O] }`. */
@@ -45,15 +46,13 @@ export type KroneckerEigen = {
 /** Memo key prefix (shared by every Kronecker-type extension of one module). */
 const MEMO = 'kronecker';
 
-/** `A = (1/N) XᵀX` with X the unfolded input folded to `[N·T, I]` (memoised). */
+/** `A = (1/N) XᵀX` with X the unfolded input folded to `[N·T, I]` (memoised; `gram`: plain 2-D matMuls in row blocks). */
 export function inputFactor(ctx: ParamContext): tf.Tensor2D {
   return ctx.memo(`${MEMO}:A`, () =>
     tf.tidy(() => {
       const X = ctx.unfoldedInput();
       const [N, T, I] = X.shape;
-      const Xm = tf.reshape(X, [N * T, I]) as tf.Tensor2D;
-      // Explicit transpose: wasm's matMul is fast only without transpose flags.
-      return tf.div(tf.matMul(tf.transpose(Xm), Xm), ctx.batchSize) as tf.Tensor2D;
+      return tf.div(gram(tf.reshape(X, [N * T, I]) as tf.Tensor2D), ctx.batchSize) as tf.Tensor2D;
     }),
   );
 }
@@ -71,13 +70,12 @@ export function outputFactor(ctx: ParamContext, key: string, stack: () => tf.Ten
   );
 }
 
-/** `[V, N, ...out] → [V·N, O]`: each stack row summed over positions. */
+/** `[V, N, ...out] → [V·N, O]`: each stack row summed over positions (one average pool, see `sumPositions`). */
 export function positionSums(module: LinearModuleDerivatives, stack: tf.Tensor): tf.Tensor2D {
   return tf.tidy(() => {
     const D = module.foldOutput(stack); // [V, N, T, O]
     const [V, N, T, O] = D.shape;
-    const b = T === 1 ? D : tf.sum(D, 2);
-    return tf.reshape(b, [V * N, O]) as tf.Tensor2D;
+    return sumPositions(tf.reshape(D, [V * N, T, O]) as tf.Tensor3D);
   });
 }
 

@@ -10,12 +10,16 @@
  *
  * Costs (wasm): forward, jacMatProd and paramJacMatProd are conv2d's;
  * jacTMatProd is one conv2d of the (zero-upsampled when strided) stack with
- * the flipped kernel (see im2col.ts for why not conv2dTranspose).
+ * the flipped kernel (see im2col.ts for why not conv2dTranspose), flipped
+ * when needed (the first parametrised module never backpropagates);
+ * summedKernelProduct (the kernel gradient) is one conv2d of the input with
+ * the stack (`convKernelProduct`), without im2col patches.
  */
 import * as tf from '@tensorflow/tfjs';
 import type { ForwardOptions, ForwardRecord, LinearModuleDerivatives, ModuleParam, ParamRole } from './types';
 import { assertStack, makeRecord } from './record';
 import {
+  convKernelProduct,
   extractPatches,
   flipKernel,
   transposedWindowConv,
@@ -111,9 +115,7 @@ export class Conv2DDerivatives implements LinearModuleDerivatives {
       dilations: this.dilations,
       ...(this.bias ? { bias: this.bias } : {}),
     });
-    // K rotated by 180° with in/out swapped: the kernel of the adjoint conv (jacTMatProd).
-    const flippedKernel = flipKernel(this.kernel as tf.Tensor4D);
-    return makeRecord(x, y, {}, { flippedKernel });
+    return makeRecord(x, y);
   }
 
   /** `[V, N, ...out] → [V·N, Ho, Wo, O]`. */
@@ -124,7 +126,8 @@ export class Conv2DDerivatives implements LinearModuleDerivatives {
   }
 
   jacTMatProd(rec: ForwardRecord, mat: tf.Tensor): tf.Tensor {
-    return this.transposed(rec, mat, rec.constants.flippedKernel as tf.Tensor4D, 'jacTMatProd');
+    // K rotated by 180° with in/out swapped: the kernel of the adjoint conv.
+    return tf.tidy(() => this.transposed(rec, mat, flipKernel(this.kernel as tf.Tensor4D), 'jacTMatProd'));
   }
 
   jacTMatProdWithKernel(rec: ForwardRecord, mat: tf.Tensor, kernel: tf.Tensor): tf.Tensor {
@@ -154,6 +157,12 @@ export class Conv2DDerivatives implements LinearModuleDerivatives {
       const y = this.conv(this.foldBatch(mat, 'jacMatProd', rec.input), this.kernel as tf.Tensor4D);
       return tf.reshape(y, [V, N, ...y.shape.slice(1)]);
     });
+  }
+
+  /** `Σ_n Jᵀ_kernel · mat[v, n]` → `[V, kh, kw, inC, O]`: one conv of the input with the stack (no patches). */
+  summedKernelProduct(rec: ForwardRecord, mat: tf.Tensor): tf.Tensor {
+    assertStack(this.kind, 'summedKernelProduct', mat, rec.output);
+    return convKernelProduct(rec.input as tf.Tensor4D, mat, this.inGeometry(rec));
   }
 
   /** im2col patches `X [N, Ho·Wo, kh·kw·inC]` (kernel order (i, j, c)). */

@@ -39,27 +39,32 @@ export class DenseDerivatives implements LinearModuleDerivatives {
       if (this.bias) z = tf.add(z, this.bias);
       return tf.reshape(z, [...x.shape.slice(0, -1), outF]);
     });
-    // Wᵀ for jacTMatProd: wasm's matMul is fast only without transpose flags.
-    const kernelT = tf.transpose(this.kernel);
-    return makeRecord(x, y, {}, { kernelT });
+    return makeRecord(x, y);
   }
 
-  jacTMatProd(rec: ForwardRecord, mat: tf.Tensor): tf.Tensor {
-    const [inF, outF] = this.kernel.shape as [number, number];
-    return tf.tidy(() => {
-      const rows = mat.size / outF;
-      const r = tf.matMul(tf.reshape(mat, [rows, outF]), rec.constants.kernelT as tf.Tensor2D);
-      return tf.reshape(r, [...mat.shape.slice(0, -1), inF]);
-    });
+  /**
+   * `mat [..., out] · Wᵀ` with plain 2-D matMuls (wasm: no transpose flags;
+   * the right operand is packed on every call). With R rows, the cheaper of
+   *   `(W · matᵀ)ᵀ`: transposes of mat and of the result, R·(in + out) entries, W reused;
+   *   `mat · Wᵀ`:     Wᵀ formed and packed, 2·in·out entries.
+   * The gradient of a wide layer (R = N ≪ in, out) takes the first, stacks
+   * of many rows through a narrow layer the second.
+   */
+  jacTMatProd(_rec: ForwardRecord, mat: tf.Tensor): tf.Tensor {
+    return tf.tidy(() => this.timesKernelT(mat, this.kernel as tf.Tensor2D));
+  }
+
+  private timesKernelT(mat: tf.Tensor, W: tf.Tensor2D): tf.Tensor {
+    const [inF, outF] = W.shape;
+    const rows = mat.size / outF;
+    const m = tf.reshape(mat, [rows, outF]) as tf.Tensor2D;
+    const r = rows * (inF + outF) < 2 * inF * outF ? tf.transpose(tf.matMul(W, tf.transpose(m))) : tf.matMul(m, tf.transpose(W));
+    return tf.reshape(r, [...mat.shape.slice(0, -1), inF]);
   }
 
   jacTMatProdWithKernel(_rec: ForwardRecord, mat: tf.Tensor, kernel: tf.Tensor): tf.Tensor {
     const [inF, outF] = this.kernel.shape as [number, number];
-    return tf.tidy(() => {
-      const rows = mat.size / outF;
-      const r = tf.matMul(tf.reshape(mat, [rows, outF]), tf.transpose(tf.reshape(kernel, [inF, outF])));
-      return tf.reshape(r, [...mat.shape.slice(0, -1), inF]);
-    });
+    return tf.tidy(() => this.timesKernelT(mat, tf.reshape(kernel, [inF, outF]) as tf.Tensor2D));
   }
 
   jacMatProd(_rec: ForwardRecord, mat: tf.Tensor): tf.Tensor {

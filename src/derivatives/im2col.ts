@@ -116,20 +116,23 @@ function identityKernel(kh: number, kw: number, C: number): tf.Tensor4D {
 }
 
 /**
- * Windows of x with zero padding, channel-major: `[N, Ho, Wo, C·K]`, entry
+ * Windows of x, channel-major: `[N, Ho, Wo, C·K]`, entry
  * `[n, ho, wo, c·K + k]` = padded input at window element k = i·kw + j.
+ * Padding by zeros, or by the finite `padValue` (the input is padded
+ * explicitly first; an identity-kernel conv stays exact: `1·p + Σ 0·x'`).
  */
-export function windowsChannelMajor(x: tf.Tensor4D, g: WindowGeometry): tf.Tensor4D {
-  return tf.tidy(() =>
-    tf.depthwiseConv2d(
-      x,
+export function windowsChannelMajor(x: tf.Tensor4D, g: WindowGeometry, padValue = 0): tf.Tensor4D {
+  return tf.tidy(() => {
+    const explicit = g.padded && padValue !== 0;
+    return tf.depthwiseConv2d(
+      explicit ? (tf.pad(x, explicitPadding(g), padValue) as tf.Tensor4D) : x,
       identityKernel(g.h.window, g.w.window, g.channels),
       [g.h.stride, g.w.stride],
-      g.padded ? explicitPadding(g) : 'valid',
+      g.padded && !explicit ? explicitPadding(g) : 'valid',
       'NHWC',
       [g.h.dilation, g.w.dilation],
-    ),
-  );
+    );
+  });
 }
 
 /** im2col: `x [N, H, W, C] → [N, Ho·Wo, kh·kw·C]` in the kernel's (i, j, c) row-major order. */
@@ -166,14 +169,71 @@ export function windowValidity(g: WindowGeometry): Float32Array {
 }
 
 /**
+ * `P [K, K]` with ones on the anti-diagonal: `P × M` reverses the K rows of M
+ * (exact for finite entries: each output is `1·m + Σ 0·m'`).
+ */
+function reversal(K: number): tf.Tensor2D {
+  const data = new Float32Array(K * K);
+  for (let k = 0; k < K; k++) data[k * K + (K - 1 - k)] = 1;
+  return tf.tensor2d(data, [K, K]);
+}
+
+/**
  * The kernel of the adjoint conv: `K [kh, kw, Cin, Cout] → K' [kh, kw, Cout, Cin]`
  * rotated by 180° in (kh, kw). For a depthwise kernel `[kh, kw, C, 1]` pass
- * `depthwise` (only the rotation).
+ * `depthwise` (only the rotation). The rotation reverses the kh·kw rows of
+ * the kernel viewed as `[kh·kw, Cin·Cout]`: one small matMul with the
+ * reversal permutation (wasm's Reverse is an element loop, ~4× slower);
+ * exact for finite kernels.
  */
 export function flipKernel(kernel: tf.Tensor4D, depthwise = false): tf.Tensor4D {
   return tf.tidy(() => {
-    const rot = tf.reverse(kernel, [0, 1]);
-    return (depthwise ? rot : tf.transpose(rot, [0, 1, 3, 2])) as tf.Tensor4D;
+    const [kh, kw, C, O] = kernel.shape;
+    const K = kh * kw;
+    const swapped = depthwise || C === 1 || O === 1 ? kernel : tf.transpose(kernel, [0, 1, 3, 2]);
+    const rows = K === 1 ? swapped : tf.matMul(reversal(K), tf.reshape(swapped, [K, C * O]));
+    return tf.reshape(rows, depthwise ? [kh, kw, C, O] : [kh, kw, O, C]) as tf.Tensor4D;
+  });
+}
+
+/**
+ * Kernel products of a conv (geometry g, kernel `[kh, kw, C, ·]`) summed over
+ * the batch, as ONE convolution: for an output stack `D [V, N, Ho, Wo, O]`,
+ * `G[v, i, j, c, o] = Σ_{n,ho,wo} x_pad[n, ho·s + i·d, wo·s + j·d, c] · D[v, n, ho, wo, o]`
+ * → `[V, kh, kw, C, O]` (V = 1: the kernel gradient).
+ *
+ * Read as a conv over (i, j): input `x'[c, h, w, n] = x_pad[n, h, w, c]` (the
+ * channels C become the batch, the samples N the input channels), filter
+ * `F[ho, wo, n, (v, o)] = D[v, n, ho, wo, o]`, stride d (the layer's
+ * dilation) and dilation s (the layer's stride): `conv2d(x', F) [C, kh, kw, V·O]`.
+ * Padding: the layer's before-padding, and after it only what the windows
+ * reach (`(kh − 1)·d + (Ho − 1)·s + 1` rows in all; the output is cut to
+ * kh×kw when the input has rows no window reaches). Same flops as im2col +
+ * matMul without forming the patches (wasm, 32→64 channels 5×5 on 14×14,
+ * N = 32: 19 ms instead of 45 ms).
+ */
+export function convKernelProduct(x: tf.Tensor4D, D: tf.Tensor, g: WindowGeometry): tf.Tensor {
+  return tf.tidy(() => {
+    const [N, H, W, C] = x.shape;
+    const [V, , Ho, Wo, O] = D.shape as [number, number, number, number, number];
+    const kh = g.h.window;
+    const kw = g.w.window;
+    const after = (a: AxisGeometry, size: number, out: number) =>
+      Math.max(0, (a.window - 1) * a.dilation + (out - 1) * a.stride + 1 - size - a.padBefore);
+    const xT = tf.transpose(x, [3, 1, 2, 0]) as tf.Tensor4D; // [C, H, W, N]
+    const F = (
+      V === 1 ? tf.transpose(tf.reshape(D, [N, Ho, Wo, O]), [1, 2, 0, 3]) : tf.reshape(tf.transpose(D, [2, 3, 1, 0, 4]), [Ho, Wo, N, V * O])
+    ) as tf.Tensor4D; // [Ho, Wo, N, V·O]
+    const pad: [[number, number], [number, number], [number, number], [number, number]] = [
+      [0, 0],
+      [g.h.padBefore, after(g.h, H, Ho)],
+      [g.w.padBefore, after(g.w, W, Wo)],
+      [0, 0],
+    ];
+    let out = tf.conv2d(xT, F, [g.h.dilation, g.w.dilation], pad, 'NHWC', [g.h.stride, g.w.stride]); // [C, ≥kh, ≥kw, V·O]
+    if (out.shape[1] !== kh || out.shape[2] !== kw) out = tf.slice(out, [0, 0, 0, 0], [C, kh, kw, V * O]);
+    if (V === 1) return tf.reshape(tf.transpose(out, [1, 2, 0, 3]), [1, kh, kw, C, O]);
+    return tf.transpose(tf.reshape(out, [C, kh, kw, V, O]), [3, 1, 2, 0, 4]);
   });
 }
 

@@ -9,24 +9,30 @@
  * comes from. jacMatProd gathers with it; jacTMatProd scatter-adds
  * (overlapping windows send several outputs to one input: duplicates add up).
  *
- * The argmax is computed without relying on a backend's tie-breaking: the
- * windows (depthwise identity conv, exact copies of x) are compared with
- * y = maxPool(x) for equality, and the first matching window element is
- * `K − max_k(eq_k · (K − k))`. Index arithmetic is float32 on exact
- * integers (< 2^24), in chunks of the stack where needed; jacMatProd is a
- * gatherND, jacTMatProd a scatterND (wasm: both ~1 ms per 200k entries,
- * GatherV2 ~30× slower).
+ * The argmax is the first maximal window element (k = i·kw + j): on wasm
+ * and cpu one ArgMax over the windows (depthwise identity conv, exact
+ * copies of x, padded with −FLT_MAX), whose kernels there return the first
+ * maximum; elsewhere, without relying on a backend's tie-breaking, the
+ * windows are compared with y = maxPool(x) for equality (see firstArgmax).
+ * Index arithmetic is float32 on exact integers (< 2^24), in chunks of the
+ * stack where needed; jacMatProd is a gatherND, jacTMatProd a scatterND
+ * (wasm: both ~1 ms per 200k entries, GatherV2 ~30× slower).
  */
 import * as tf from '@tensorflow/tfjs';
 import type { ForwardOptions, ForwardRecord, ModuleDerivatives, ModuleParam } from './types';
 import { assertStack, makeRecord } from './record';
 import { checkPoolingOptions, poolingGeometry, windowValidity, windowsChannelMajor, type Pooling2DOptions, type WindowGeometry } from './im2col';
 
+/** The most negative finite float32 (pads windows below every finite input). */
+const FLT_MAX = 3.4028234663852886e38;
+
 export class MaxPooling2DDerivatives implements ModuleDerivatives {
   readonly kind = 'MaxPooling2D';
   readonly params: readonly ModuleParam[] = [];
   /** Largest flat index span handled in one float32 index computation (2^24; lowered only by tests). */
   static indexSpan = 2 ** 24;
+  /** Backends whose ArgMax kernel returns the first maximum (others take the equality route; emptied only by tests). */
+  static firstArgMaxBackends: readonly string[] = ['wasm', 'cpu'];
 
   constructor(
     readonly options: Pooling2DOptions,
@@ -60,9 +66,17 @@ export class MaxPooling2DDerivatives implements ModuleDerivatives {
 
   /**
    * Flat per-sample input index of the first maximal element of every window,
-   * `[N, Ho, Wo, C]` as exact float32 integers (< 2^24). Float arithmetic
-   * throughout: wasm's int32 and boolean binary ops with broadcasting are
-   * 20–200× slower than its float ones.
+   * `[N, Ho, Wo, C]` as exact float32 integers (< 2^24).
+   *
+   * wasm and cpu: the windows (padded with −FLT_MAX, below every finite
+   * input, as TF pads max pooling with −∞) go through ArgMax over the K
+   * window elements, whose kernels on these backends return the FIRST
+   * maximum (strict `>` scan). Other backends (tie-breaking unspecified):
+   * the windows are compared with y = maxPool(x) for equality and the first
+   * match is `K − max_k(eq_k · (K − k))`. Float arithmetic throughout: wasm's
+   * int32 and boolean binary ops with broadcasting are 20–200× slower than
+   * its float ones. Windows without a finite maximum (NaN, all −∞) get some
+   * index inside the input.
    */
   private firstArgmax(x: tf.Tensor4D, y: tf.Tensor4D, g: WindowGeometry): tf.Tensor {
     const N = x.shape[0];
@@ -70,16 +84,21 @@ export class MaxPooling2DDerivatives implements ModuleDerivatives {
     const C = g.channels;
     const T = h.out * w.out;
     const K = h.window * w.window;
-    const win = tf.reshape(windowsChannelMajor(x, g), [N, T, C, K]);
-    // win ≤ y, so eq = [win − y ≥ 0] = 1 − step(y − win) (step(z) = z > 0 ? 1 : 0).
-    let eq = tf.sub(1, tf.step(tf.sub(tf.reshape(y, [N, T, C, 1]), win)));
-    if (g.padded) {
-      // Zero-padded cells never count (TF pads max pooling with −∞).
-      eq = tf.mul(eq, tf.tensor4d(windowValidity(g), [1, T, 1, K]));
+    let kStar: tf.Tensor; // [N, T, C], window element of the first maximum
+    if (MaxPooling2DDerivatives.firstArgMaxBackends.includes(tf.getBackend())) {
+      const win = tf.reshape(windowsChannelMajor(x, g, -FLT_MAX), [N * T * C, K]);
+      kStar = tf.reshape(tf.cast(tf.argMax(win, 1), 'float32'), [N, T, C]);
+    } else {
+      const win = tf.reshape(windowsChannelMajor(x, g), [N, T, C, K]);
+      // win ≤ y, so eq = [win − y ≥ 0] = 1 − step(y − win) (step(z) = z > 0 ? 1 : 0).
+      let eq = tf.sub(1, tf.step(tf.sub(tf.reshape(y, [N, T, C, 1]), win)));
+      if (g.padded) {
+        // Zero-padded cells never count (TF pads max pooling with −∞).
+        eq = tf.mul(eq, tf.tensor4d(windowValidity(g), [1, T, 1, K]));
+      }
+      const rank = tf.tensor1d(Float32Array.from({ length: K }, (_, k) => K - k));
+      kStar = tf.minimum(tf.sub(K, tf.max(tf.mul(eq, rank), 3)), K - 1);
     }
-    const rank = tf.tensor1d(Float32Array.from({ length: K }, (_, k) => K - k));
-    // First match k* = K − max_k eq_k·(K − k); clamped (no match only in NaN windows).
-    const kStar = tf.minimum(tf.sub(K, tf.max(tf.mul(eq, rank), 3)), K - 1);
     const i = tf.floorDiv(kStar, tf.scalar(w.window));
     const j = tf.sub(kStar, tf.mul(i, w.window));
     // Window origin of output t in the unpadded input, as a flat index: ((ho·sh − pt)·W + wo·sw − pl)·C + c.
@@ -91,7 +110,8 @@ export class MaxPooling2DDerivatives implements ModuleDerivatives {
       }
     }
     const offset = tf.mul(tf.add(tf.mul(i, w.size), j), C);
-    const idx = tf.add(tf.tensor3d(base, [1, T, C]), offset);
+    // Clamped into the input: only windows without a finite maximum could point into the padding.
+    const idx = tf.clipByValue(tf.add(tf.tensor3d(base, [1, T, C]), offset), 0, h.size * w.size * C - 1);
     return tf.reshape(idx, [N, h.out, w.out, C]);
   }
 

@@ -91,6 +91,14 @@ export interface LinearModuleDerivatives extends ModuleDerivatives {
   foldOutput(mat: tf.Tensor): tf.Tensor4D;
   /** Inverse of `foldOutput`: `[V, N, T, O] → [V, N, ...out]`. */
   unfoldOutput(mat: tf.Tensor4D, outShape: readonly number[]): tf.Tensor;
+  /**
+   * Optional fast path for the summed kernel product (the gradient for
+   * V = 1): `Σ_n Jᵀ_kernel · mat[v, n]` for a stack `[V, N, ...out]` →
+   * `[V, ...kernelShape]`, without the unfolded input (Conv2D: one
+   * convolution instead of im2col + matMul). Equal to the generic product
+   * on `unfoldInput(rec)` and `foldOutput(mat)`.
+   */
+  summedKernelProduct?(rec: ForwardRecord, mat: tf.Tensor): tf.Tensor;
   /** Forward-mode parameter product: `[V, ...paramShape] → [V, N, ...out]`. */
   paramJacMatProd(rec: ForwardRecord, role: ParamRole, v: tf.Tensor): tf.Tensor;
   /**

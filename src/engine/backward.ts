@@ -217,12 +217,27 @@ export class BackwardStep {
     return v as T;
   }
 
+  /** The unfolded input of module i (rows of `samples`), memoised for the module (shared by the gradient and every extension). */
+  private unfolded(i: number, samples: readonly number[] | undefined): tf.Tensor3D {
+    const module = this.model.modules[i] as LinearModuleDerivatives;
+    return this.memoize(`X${samplesKey(samples)}`, () => module.unfoldInput(this.record(i, samples)));
+  }
+
   private paramContext(i: number, param: ParamInfo, gradient: tf.Tensor): ParamContext {
     const module = this.model.modules[i] as LinearModuleDerivatives;
-    const unfolded = (samples?: readonly number[]) =>
-      this.memoize(`X${samplesKey(samples)}`, () => module.unfoldInput(this.record(i, samples)));
+    const unfolded = (samples?: readonly number[]) => this.unfolded(i, samples);
+    // X is made only when a product needs it: Conv2D's summed kernel product uses the record instead.
+    const fast = param.role === 'kernel' && module.summedKernelProduct !== undefined;
     const product = (kind: ProductKind) => (stack: tf.Tensor, samples?: readonly number[]) =>
-      paramProduct(kind, module, param.role, param.shape, param.role === 'kernel' ? unfolded(samples) : undefined, stack);
+      paramProduct(
+        kind,
+        module,
+        param.role,
+        param.shape,
+        param.role === 'kernel' ? () => unfolded(samples) : undefined,
+        stack,
+        fast && kind === 'summed' ? this.record(i, samples) : undefined,
+      );
     return {
       param,
       module,
@@ -333,8 +348,9 @@ export class BackwardStep {
   private processParam(i: number, p: ParamInfo): void {
     const gradient = tf.tidy(() => {
       const mod = this.model.modules[i] as LinearModuleDerivatives;
-      const X = p.role === 'kernel' ? mod.unfoldInput(this.record(i, undefined)) : undefined;
-      const g = paramProduct('summed', mod, p.role, p.shape, X, tf.expandDims(this.grad as tf.Tensor, 0));
+      const X = p.role === 'kernel' ? () => this.unfolded(i, undefined) : undefined;
+      const rec = p.role === 'kernel' ? this.record(i, undefined) : undefined;
+      const g = paramProduct('summed', mod, p.role, p.shape, X, tf.expandDims(this.grad as tf.Tensor, 0), rec);
       return tf.reshape(g, p.shape as number[]);
     });
     this.out.grads[p.variable.name] = this.own(gradient);

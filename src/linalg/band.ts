@@ -362,12 +362,16 @@ export function bandToTridiagonal(
           // Left-apply to the rest of the bulge block: columns c+1..p−1 of rows p..p+len−1.
           // A[p+r, col] sits at base + r·(W1+1) with base = p·W1 + p − col.
           const step = W1 + 1;
-          for (let col = c + 1; col < p; col++) {
-            const base = p * W1 + p - col;
-            let s = 0;
-            for (let r = 0, idx = base; r < len; r++, idx += step) s += (v[r] as number) * (band[idx] as number);
-            s *= beta;
-            if (s !== 0) for (let r = 0, idx = base; r < len; r++, idx += step) band[idx] -= s * (v[r] as number);
+          if (len === 8) {
+            leftApply8(band, v, beta, p * W1 + p - (c + 1), p - c - 1, step);
+          } else {
+            for (let col = c + 1; col < p; col++) {
+              const base = p * W1 + p - col;
+              let s = 0;
+              for (let r = 0, idx = base; r < len; r++, idx += step) s += (v[r] as number) * (band[idx] as number);
+              s *= beta;
+              if (s !== 0) for (let r = 0, idx = base; r < len; r++, idx += step) band[idx] -= s * (v[r] as number);
+            }
           }
           // Two-sided on the diagonal block D = A[p..p+len−1, p..p+len−1] (lower storage).
           for (let r = 0; r < len; r++) pw[r] = 0;
@@ -397,12 +401,16 @@ export function bandToTridiagonal(
           }
           // Right-apply to the rows below: rows p+len .. min(n, p+len+b)−1, columns p..p+len−1.
           const rowEnd = Math.min(n, p + len + b);
-          for (let q = p + len; q < rowEnd; q++) {
-            const base = q * W1 + (q - p); // A[q, p+r] at base − r
-            let s = 0;
-            for (let r = 0; r < len; r++) s += (band[base - r] as number) * (v[r] as number);
-            s *= beta;
-            if (s !== 0) for (let r = 0; r < len; r++) band[base - r] -= s * (v[r] as number);
+          if (len === 8) {
+            rightApply8(band, v, beta, p, p + len, rowEnd, W1);
+          } else {
+            for (let q = p + len; q < rowEnd; q++) {
+              const base = q * W1 + (q - p); // A[q, p+r] at base − r
+              let s = 0;
+              for (let r = 0; r < len; r++) s += (band[base - r] as number) * (v[r] as number);
+              s *= beta;
+              if (s !== 0) for (let r = 0; r < len; r++) band[base - r] -= s * (v[r] as number);
+            }
           }
         }
         // Chase: next reflector annihilates column p below row p+len.
@@ -415,5 +423,87 @@ export function bandToTridiagonal(
   for (let i = 0; i < n; i++) {
     d[i] = band[i * W1] as number;
     e[i] = i + 1 < n ? (band[(i + 1) * W1 + 1] as number) : 0;
+  }
+}
+
+/**
+ * Stage-2 kernels for reflectors of length 8 (the default bandwidth), with
+ * v in locals (~1.7× faster in V8 than the loops; same operations, same
+ * order, bit-identical results).
+ *
+ * leftApply8: for `cols` columns starting at index `base0` (the next column
+ * one index lower), x ← x − β (vᵀx) v over 8 entries `step` apart.
+ */
+function leftApply8(band: Float64Array, v: Float64Array, beta: number, base0: number, cols: number, step: number): void {
+  const v0 = v[0] as number;
+  const v1 = v[1] as number;
+  const v2 = v[2] as number;
+  const v3 = v[3] as number;
+  const v4 = v[4] as number;
+  const v5 = v[5] as number;
+  const v6 = v[6] as number;
+  const v7 = v[7] as number;
+  for (let k = 0; k < cols; k++) {
+    const i0 = base0 - k;
+    const i1 = i0 + step;
+    const i2 = i1 + step;
+    const i3 = i2 + step;
+    const i4 = i3 + step;
+    const i5 = i4 + step;
+    const i6 = i5 + step;
+    const i7 = i6 + step;
+    const a0 = band[i0] as number;
+    const a1 = band[i1] as number;
+    const a2 = band[i2] as number;
+    const a3 = band[i3] as number;
+    const a4 = band[i4] as number;
+    const a5 = band[i5] as number;
+    const a6 = band[i6] as number;
+    const a7 = band[i7] as number;
+    const s = beta * (v0 * a0 + v1 * a1 + v2 * a2 + v3 * a3 + v4 * a4 + v5 * a5 + v6 * a6 + v7 * a7);
+    if (s !== 0) {
+      band[i0] = a0 - s * v0;
+      band[i1] = a1 - s * v1;
+      band[i2] = a2 - s * v2;
+      band[i3] = a3 - s * v3;
+      band[i4] = a4 - s * v4;
+      band[i5] = a5 - s * v5;
+      band[i6] = a6 - s * v6;
+      band[i7] = a7 - s * v7;
+    }
+  }
+}
+
+/** rightApply8: rows q = q0 … q1−1, entries A[q, p … p+7] (at q·W1 + q − p − r): y ← y − β (yᵀv) v. */
+function rightApply8(band: Float64Array, v: Float64Array, beta: number, p: number, q0: number, q1: number, W1: number): void {
+  const v0 = v[0] as number;
+  const v1 = v[1] as number;
+  const v2 = v[2] as number;
+  const v3 = v[3] as number;
+  const v4 = v[4] as number;
+  const v5 = v[5] as number;
+  const v6 = v[6] as number;
+  const v7 = v[7] as number;
+  for (let q = q0; q < q1; q++) {
+    const i = q * W1 + (q - p);
+    const a0 = band[i] as number;
+    const a1 = band[i - 1] as number;
+    const a2 = band[i - 2] as number;
+    const a3 = band[i - 3] as number;
+    const a4 = band[i - 4] as number;
+    const a5 = band[i - 5] as number;
+    const a6 = band[i - 6] as number;
+    const a7 = band[i - 7] as number;
+    const s = beta * (v0 * a0 + v1 * a1 + v2 * a2 + v3 * a3 + v4 * a4 + v5 * a5 + v6 * a6 + v7 * a7);
+    if (s !== 0) {
+      band[i] = a0 - s * v0;
+      band[i - 1] = a1 - s * v1;
+      band[i - 2] = a2 - s * v2;
+      band[i - 3] = a3 - s * v3;
+      band[i - 4] = a4 - s * v4;
+      band[i - 5] = a5 - s * v5;
+      band[i - 6] = a6 - s * v6;
+      band[i - 7] = a7 - s * v7;
+    }
   }
 }

@@ -16,8 +16,10 @@
  *   stage 2 (JS float64): band → tridiagonal by Householder bulge chasing
  *     (≈ 6n²b flops).
  *   stage 3 (JS float64): implicit QL on the tridiagonal; for selected
- *     eigenvectors (`eighLarge`) the QL rotations are recorded and replayed on
- *     unit vectors, then stages 2 and 1 are undone on those vectors only.
+ *     eigenvectors (`eighLarge`) inverse iteration on the tridiagonal
+ *     (inverseIteration.ts; O(n) per vector, clusters re-orthogonalised;
+ *     replaying the QL rotations is the fallback), then stages 2 and 1 are
+ *     undone on those vectors only.
  *
  * Accuracy: stage 1 runs in float32, so eigenvalues carry an ABSOLUTE error of
  * about 1e-7…1e-6·‖A‖₂ (float32 ε = 6e-8 times a modest growth factor; the
@@ -29,6 +31,7 @@ import * as tf from '@tensorflow/tfjs';
 import { bandToTridiagonal, denseToBand, halfCore, panelQR, panelVectors, ReflectorLog, type PanelRecord } from './band';
 import { checkFinite, checkLength, checkSize } from './dense';
 import { eigh, eigvalsh, implicitQL, powerOfTwoScale, RotationLog } from './eigh';
+import { tridiagonalInverseIteration } from './inverseIteration';
 
 export interface EigvalshLargeOptions {
   /** Bandwidth b of stage 1 (default 8; 4…32 are sensible: stage 2 costs ∝ b, stage 1 overheads ∝ 1/b). */
@@ -156,11 +159,13 @@ export async function eigvalshLarge(a: LargeInput, n: number, options: EigvalshL
 /**
  * All eigenvalues and SELECTED eigenvectors of the symmetric n×n matrix `a`
  * (inputs as for `eigvalshLarge`). Two-stage route: the eigenvalues as in
- * `eigvalshLarge`; each selected eigenvector is the tridiagonal QL rotations
- * replayed on a unit vector (as accurate as a full QL, orthogonal across
- * clusters), then the stage-2 reflectors and the stage-1 panels applied
- * backwards (JS float64). Accuracy: residuals ‖A u − λ u‖ ≈ 1e-6·‖A‖ (float32
- * stage 1); eigenvector angles ≈ 1e-6·‖A‖/gap. The float64 route (small n,
+ * `eigvalshLarge`; each selected eigenvector of the tridiagonal by inverse
+ * iteration (residual at float64 rounding level; vectors of eigenvalues
+ * closer than 1e-6·‖A‖ re-orthogonalised; fallback for larger clusters or
+ * residuals: the QL rotations replayed on unit vectors, O(n²) each), then the
+ * stage-2 reflectors and the stage-1 panels applied backwards (JS float64,
+ * ≈ 3kn² flops for k vectors). Accuracy: residuals ‖A u − λ u‖ ≈ 1e-6·‖A‖
+ * (float32 stage 1); eigenvector angles ≈ 1e-6·‖A‖/gap. The float64 route (small n,
  * cpu backend, method 'float64') is `eigh` restricted to the selection.
  */
 export function eighLargeSync(a: LargeInput, n: number, options: EighLargeOptions = {}): EighLargeResult {
@@ -196,29 +201,53 @@ export function eighLargeSync(a: LargeInput, n: number, options: EighLargeOption
     return { values, indices, vectors };
   }
   const { d, e, scale } = tri;
-  const rotations = new RotationLog(Math.ceil(1.2 * n * n));
-  implicitQL(d, e, n, undefined, rotations);
-  const order = Array.from({ length: n }, (_, i) => i).sort((x, y) => (d[x] as number) - (d[y] as number));
-  const values = new Float64Array(n);
-  for (let j = 0; j < n; j++) values[j] = (d[order[j] as number] as number) / scale;
+  const d0 = Float64Array.from(d);
+  const e0 = Float64Array.from(e);
+  implicitQL(d, e, n);
+  const sorted = Float64Array.from(d).sort();
+  const values = sorted.map((v) => v / scale);
   const indices = choose(values);
   const k = indices.length;
-  // X (n×k, rows = coordinates): column j starts as e_q, q = final QL position of values[indices[j]].
-  const X = new Float64Array(n * k);
-  for (let j = 0; j < k; j++) X[(order[indices[j] as number] as number) * k + j] = 1;
+  // Tridiagonal eigenvectors by inverse iteration (O(n) each); should a
+  // residual not be at rounding level, replay the QL rotations instead.
+  const lambdas = Float64Array.from(indices, (j) => sorted[j] as number);
+  let X = tridiagonalInverseIteration(d0, e0, n, lambdas);
+  if (X.residual > INVERSE_ITERATION_TOLERANCE) X = { vectors: tridiagonalVectorsByRotations(d0, e0, n, indices), residual: 0 };
   if (k > 0) {
-    replayRotations(X, k, rotations);
-    applyReflectorsBackward(X, k, record.reflectors);
-    applyPanelsBackward(X, k, record.panels);
+    const Xv = X.vectors;
+    applyReflectorsBackward(Xv, k, record.reflectors);
+    applyPanelsBackward(Xv, k, record.panels);
     // Normalise (orthogonal transformations keep norms; this removes float32-level drift).
     for (let j = 0; j < k; j++) {
       let s = 0;
-      for (let r = 0; r < n; r++) s += (X[r * k + j] as number) ** 2;
+      for (let r = 0; r < n; r++) s += (Xv[r * k + j] as number) ** 2;
       const inv = 1 / Math.sqrt(s);
-      for (let r = 0; r < n; r++) X[r * k + j] *= inv;
+      for (let r = 0; r < n; r++) Xv[r * k + j] *= inv;
     }
   }
-  return { values, indices, vectors: X };
+  return { values, indices, vectors: X.vectors };
+}
+
+/** Largest relative residual ‖T x − λ x‖/‖T‖ accepted from inverse iteration (stage 1 itself is accurate to ~1e-7). */
+const INVERSE_ITERATION_TOLERANCE = 1e-9;
+
+/**
+ * Eigenvectors of the tridiagonal (d, e) for the ascending positions
+ * `indices` by replaying the QL rotations on unit vectors (n×k; O(n²) per
+ * vector): the fallback of inverse iteration.
+ */
+export function tridiagonalVectorsByRotations(d: Float64Array, e: Float64Array, n: number, indices: ArrayLike<number>): Float64Array {
+  const dd = Float64Array.from(d);
+  const ee = Float64Array.from(e);
+  const rotations = new RotationLog(Math.ceil(1.2 * n * n));
+  implicitQL(dd, ee, n, undefined, rotations);
+  const order = Array.from({ length: n }, (_, i) => i).sort((x, y) => (dd[x] as number) - (dd[y] as number));
+  const k = indices.length;
+  // Column j starts as e_q, q = final QL position of the value at indices[j].
+  const X = new Float64Array(n * k);
+  for (let j = 0; j < k; j++) X[(order[indices[j] as number] as number) * k + j] = 1;
+  if (k > 0) replayRotations(X, k, rotations);
+  return X;
 }
 
 /** Promise form of `eighLargeSync`. */

@@ -231,7 +231,9 @@ describe('Conv2D derivatives (cpu references)', () => {
               X,
               conv.paramJacMatProd(rec, 'kernel', dK),
               paramProduct('summed', conv, 'kernel', conv.kernelShape, X, mat),
+              paramProduct('summed', conv, 'kernel', conv.kernelShape, undefined, mat, rec),
               paramProduct('perSampleSquaredNorm', conv, 'kernel', conv.kernelShape, X, mat),
+              paramProduct('sumSquared', conv, 'kernel', conv.kernelShape, X, mat),
             ].map((t) => Array.from(t.dataSync()));
           });
           disposeRecord(rec);

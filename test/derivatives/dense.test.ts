@@ -34,6 +34,8 @@ const CASES: Case[] = [
   { name: 'no bias, N = 1', inShape: [4], units: 2, useBias: false, N: 1, V: 2 },
   { name: '3-D input [N, T = 3, in] (T > 1 positions)', inShape: [3, 4], units: 3, useBias: true, N: 2, V: 2 },
   { name: 'fused tanh, V = 1', inShape: [6], units: 4, useBias: true, N: 3, V: 1, activation: 'tanh' },
+  // jacTMatProd orientation: few rows through a wide layer take (W · matᵀ)ᵀ, the cases above mat · Wᵀ.
+  { name: 'wide layer, few stack rows (W·matᵀ orientation)', inShape: [20], units: 16, useBias: true, N: 2, V: 2 },
 ];
 
 describe('Dense derivatives', () => {

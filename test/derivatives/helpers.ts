@@ -212,6 +212,17 @@ export function checkParamProducts(
       const e = relErr(got, want);
       expect(e, `${role} ${kind} relErr ${e}`).toBeLessThan(tol);
       got.dispose();
+      // With the record: the module's own fast path where it has one (Conv2D's summed kernel
+      // product), X made lazily only when needed.
+      let made = 0;
+      const lazyX = role === 'kernel' ? () => (made++, X as tf.Tensor3D) : undefined;
+      const viaRec = paramProduct(kind, m, role, shape, lazyX, D, rec);
+      expect(viaRec.shape, `${role} ${kind} (record) shape`).toEqual(wantShape);
+      const eRec = relErr(viaRec, want);
+      expect(eRec, `${role} ${kind} (record) relErr ${eRec}`).toBeLessThan(tol);
+      const fast = role === 'kernel' && kind === 'summed' && m.summedKernelProduct !== undefined;
+      expect(made, `${role} ${kind}: unfolded input made`).toBe(role === 'kernel' && !fast ? 1 : 0);
+      viaRec.dispose();
     }
     X?.dispose();
   }

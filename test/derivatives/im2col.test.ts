@@ -11,6 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   asPair,
   axisGeometry,
+  convKernelProduct,
   explicitPadding,
   extractPatches,
   flipKernel,
@@ -47,6 +48,35 @@ function dilateKernel(k: tf.Tensor, d: [number, number]): tf.Tensor4D {
     const padded = tf.pad(tf.reshape(k, [kh, 1, kw, 1, C, O]), [[0, 0], [0, d[0] - 1], [0, 0], [0, d[1] - 1], [0, 0], [0, 0]]);
     return tf.slice(tf.reshape(padded, [kh * d[0], kw * d[1], C, O]), [0, 0, 0, 0], [(kh - 1) * d[0] + 1, (kw - 1) * d[1] + 1, C, O]) as tf.Tensor4D;
   });
+}
+
+/**
+ * `G[v, i, j, c, o] = Σ_{n, ho, wo} x_pad[n, ho·s + i·d − pt, wo·s + j·d − pl, c] · D[v, n, ho, wo, o]`
+ * in float64 (zero outside the input).
+ */
+function bruteKernelProduct(x: tf.Tensor, D: tf.Tensor, g: Geo, pt: number, pl: number): Float64Array {
+  const [N, H, W, C] = x.shape as [number, number, number, number];
+  const [V, , Ho, Wo, O] = D.shape as [number, number, number, number, number];
+  const [kh, kw] = g.k;
+  const xv = x.dataSync();
+  const dv = D.dataSync();
+  const out = new Float64Array(V * kh * kw * C * O);
+  for (let v = 0; v < V; v++)
+    for (let n = 0; n < N; n++)
+      for (let ho = 0; ho < Ho; ho++)
+        for (let wo = 0; wo < Wo; wo++)
+          for (let i = 0; i < kh; i++)
+            for (let j = 0; j < kw; j++) {
+              const h = ho * g.s[0] + i * g.d[0] - pt;
+              const w = wo * g.s[1] + j * g.d[1] - pl;
+              if (h < 0 || h >= H || w < 0 || w >= W) continue;
+              for (let c = 0; c < C; c++) {
+                const xe = xv[((n * H + h) * W + w) * C + c] as number;
+                for (let o = 0; o < O; o++)
+                  out[(((v * kh + i) * kw + j) * C + c) * O + o] += xe * (dv[(((v * N + n) * Ho + ho) * Wo + wo) * O + o] as number);
+              }
+            }
+  return out;
 }
 
 const name = (g: Geo) => `${g.H}×${g.W}×${g.C}, k ${g.k}, s ${g.s}, d ${g.d}, ${g.p}`;
@@ -102,7 +132,20 @@ describe('im2col window primitives (cpu)', () => {
         const fdw = flipKernel(Kdw, true);
         const gotDw = transposedWindowConv(gdw, fdw, geo, true);
         expect(relErr(gotDw, refDw)).toBeLessThan(1e-5);
-        tf.dispose([x, K, y, X, viaX, gy, Kd, ref, flipped, got, Kdw, ydw, gdw, Kdwd, refDw, fdw, gotDw]);
+        // flipKernel (reversal matMul) is exactly the rotation: reverse (kh, kw), swap in/out.
+        const flipRef = tf.tidy(() => tf.transpose(tf.reverse(K, [0, 1]), [0, 1, 3, 2]));
+        expect(relErr(flipped, flipRef)).toBe(0);
+        const fdwRef = tf.reverse(Kdw, [0, 1]);
+        expect(relErr(fdw, fdwRef)).toBe(0);
+        // Kernel products as one conv vs brute force from the definition (V = 2 and V = 1).
+        for (const V of [2, 1]) {
+          const D = tf.randomNormal([V, ...y.shape], 0, 1, 'float32', 6 + V);
+          const prod = convKernelProduct(x, D, geo);
+          expect(prod.shape).toEqual([V, ...g.k, g.C, O]);
+          expect(relErr(prod, bruteKernelProduct(x, D, g, geo.h.padBefore, geo.w.padBefore))).toBeLessThan(1e-5);
+          tf.dispose([D, prod]);
+        }
+        tf.dispose([x, K, y, X, viaX, gy, Kd, ref, flipped, got, Kdw, ydw, gdw, Kdwd, refDw, fdw, gotDw, flipRef, fdwRef]);
       });
     });
   }

@@ -101,6 +101,7 @@ describe('MaxPooling2D derivatives (cpu references)', () => {
   });
   afterEach(() => {
     MaxPooling2DDerivatives.indexSpan = 2 ** 24;
+    MaxPooling2DDerivatives.firstArgMaxBackends = ['wasm', 'cpu'];
   });
 
   for (const c of CASES) {
@@ -211,6 +212,36 @@ describe('MaxPooling2D derivatives (cpu references)', () => {
       const wasm = await onBackend('wasm', run);
       wasm.forEach((w, i) => expect(relErr(w, cpu[i] as number[]), `${c.name} output ${i}`).toBe(0));
       tf.dispose([x, mat, vin]);
+      layer.dispose();
+    }
+  });
+
+  it('finds the same first maxima by ArgMax (wasm, cpu) and by the equality route (other backends)', async () => {
+    // Ties (rounded relu) and all-negative windows at a 'same' border (the −FLT_MAX padding must never win).
+    const inputs = (c: Case) => [
+      tf.tidy(() => tf.round(tf.relu(tf.randomNormal([3, ...c.inShape], -0.8, 1, 'float32', 41)))),
+      tf.tidy(() => tf.neg(tf.abs(tf.randomNormal([2, ...c.inShape], 0, 1, 'float32', 42)))),
+    ];
+    for (const c of CASES) {
+      const layer = buildLayer(c);
+      const [m] = modulesForLayer(layer) as [MaxPooling2DDerivatives];
+      for (const x of inputs(c)) {
+        const want = Array.from(bruteArgmax(x, c));
+        const argmaxOf = () =>
+          noLeaks(() => {
+            const rec = m.forward(x, { training: false });
+            const a = Array.from(rec.saved.argmax?.dataSync() ?? []);
+            disposeRecord(rec);
+            return a;
+          });
+        for (const backend of ['cpu', 'wasm']) {
+          for (const routes of [['wasm', 'cpu'], []]) {
+            MaxPooling2DDerivatives.firstArgMaxBackends = routes;
+            expect(await onBackend(backend, argmaxOf), `${c.name} on ${backend}, ArgMax route ${routes.length > 0}`).toEqual(want);
+          }
+        }
+        x.dispose();
+      }
       layer.dispose();
     }
   });

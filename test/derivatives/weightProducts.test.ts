@@ -10,12 +10,16 @@ import * as tf from '@tensorflow/tfjs';
 import { describe, expect, it } from 'vitest';
 import {
   forEachSampleKernelProduct,
+  gram,
+  rowBlocks,
   perSampleBiasProduct,
   perSampleKernelProduct,
   perSampleSquaredNorm,
   perSampleSumSquaredKernelProduct,
   summedBiasProduct,
   summedKernelProduct,
+  sumLeadingAxis,
+  sumPositions,
   sumSquaredKernelProduct,
   unstackRows,
 } from '../../src/derivatives/weightProducts';
@@ -54,6 +58,9 @@ const CASES: Shapes[] = [
   { N: 2, T: 6, I: 7, V: 1, O: 3 }, // conv-like, I > V·O, explicit squared-norm route
   { N: 3, T: 2, I: 3, V: 3, O: 4 }, // I ≤ V·O, Gram route (T(I + VO) < IVO)
   { N: 2, T: 5, I: 9, V: 3, O: 2 }, // I > V·O with V > 1
+  { N: 2, T: 4, I: 2, V: 2, O: 3 }, // I < V·O: transposed per-sample products (VOI), explicit squared-norm route
+  { N: 3, T: 3, I: 2, V: 1, O: 4 }, // VOI with V = 1
+  { N: 1, T: 4, I: 5, V: 2, O: 3 }, // N = 1, T > 1
 ];
 
 describe('weight products', () => {
@@ -109,9 +116,77 @@ describe('weight products', () => {
     });
   }
 
-  it('unstackRows equals tf.unstack (float32 and int32)', () => {
+  it('rowBlocks cuts consecutive rows; gram equals XᵀX in float64 (one product, and row blocks for R > 2048)', () => {
     noLeaks(() => {
-      for (const t of [tf.randomNormal([3, 2, 4], 0, 1, 'float32', 3), tf.tensor2d([[1, 2], [3, 4], [5, 6]], [3, 2], 'int32')]) {
+      const t = tf.randomNormal([7, 3, 2], 0, 1, 'float32', 21);
+      const blocks = rowBlocks(t, [0, 2, 3, 7]);
+      expect(blocks.map((b) => b.shape)).toEqual([[2, 3, 2], [1, 3, 2], [4, 3, 2]]);
+      [[0, 2], [2, 1], [3, 4]].forEach(([r0, n], k) => {
+        const ref = tf.slice(t, r0, n);
+        expect(Array.from((blocks[k] as tf.Tensor).dataSync())).toEqual(Array.from(ref.dataSync()));
+        ref.dispose();
+      });
+      tf.dispose([t, ...blocks]);
+      for (const R of [5, 2500]) {
+        const I = 3;
+        const X = tf.randomNormal([R, I], 0, 1, 'float32', 22) as tf.Tensor2D;
+        const x = X.dataSync();
+        const want = new Float64Array(I * I);
+        for (let r = 0; r < R; r++)
+          for (let i = 0; i < I; i++) for (let j = 0; j < I; j++) want[i * I + j] += (x[r * I + i] as number) * (x[r * I + j] as number);
+        const G = gram(X);
+        // float32 sums of R products: ~1e-6·√R relative.
+        expect(relErr(G, want)).toBeLessThan(1e-5);
+        tf.dispose([X, G]);
+      }
+    });
+  });
+
+  it('unstackRows reads a tensor created on another backend', async () => {
+    await tf.setBackend('cpu');
+    const t = tf.tensor2d([[1, 2], [3, 4], [5, 6]]);
+    await tf.setBackend('wasm');
+    const rows = unstackRows(t);
+    expect(rows.map((r) => Array.from(r.dataSync()))).toEqual([[1, 2], [3, 4], [5, 6]]);
+    tf.dispose([t, ...rows]);
+  });
+
+  it('sumLeadingAxis and sumPositions equal float64 sums', () => {
+    noLeaks(() => {
+      // [A, L, R]: L = 1 (a reshape); R with a divisor in 8..1024 (average pool over [A, L, R/c, c]:
+      // c = R, c = 1024 < R); R without one (tf.sum).
+      for (const shape of [[1, 3, 24], [5, 3, 24], [4, 1, 24], [3, 7, 2048], [2, 6, 13], [4, 7, 3]] as [number, number, number][]) {
+        const t = tf.randomNormal(shape, 0, 1, 'float32', 11) as tf.Tensor3D;
+        const v = t.dataSync();
+        const [A, B, C] = shape;
+        const lead = new Float64Array(B * C);
+        const pos = new Float64Array(A * C);
+        for (let a = 0; a < A; a++)
+          for (let b = 0; b < B; b++)
+            for (let c = 0; c < C; c++) {
+              lead[b * C + c] += v[(a * B + b) * C + c] as number;
+              pos[a * C + c] += v[(a * B + b) * C + c] as number;
+            }
+        const l = sumLeadingAxis(t);
+        const p = sumPositions(t);
+        expect(l.shape).toEqual([B, C]);
+        expect(p.shape).toEqual([A, C]);
+        // float32 sums of ≤ 7 terms; the pool's 1/T · T scaling adds ≤ 2 roundings.
+        expect(relErr(l, lead)).toBeLessThan(1e-6);
+        expect(relErr(p, pos)).toBeLessThan(1e-6);
+        tf.dispose([t, l, p]);
+      }
+    });
+  });
+
+  it('unstackRows equals tf.unstack (float32, int32, bool, and rows of a large tensor)', () => {
+    noLeaks(() => {
+      for (const t of [
+        tf.randomNormal([3, 2, 4], 0, 1, 'float32', 3),
+        tf.tensor2d([[1, 2], [3, 4], [5, 6]], [3, 2], 'int32'),
+        tf.tensor2d([[true, false, true], [false, false, true]], [2, 3], 'bool'),
+        tf.randomNormal([4, 1 << 16], 0, 1, 'float32', 4),
+      ]) {
         const rows = unstackRows(t);
         const ref = tf.unstack(t);
         expect(rows.length).toBe(ref.length);

@@ -12,6 +12,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { extend } from '../../src/engine/extend';
 import { BatchGrad, BatchL2Grad, SumGradSquared, Variance } from '../../extensions/firstorder/index';
 import { referenceGrads, relErr, type LossKind } from '../helpers/autodiff';
+import type { LinearModuleDerivatives } from '../../src/derivatives/types';
 
 const TOL = 1e-5;
 
@@ -193,6 +194,48 @@ describe('results and training', () => {
     model.getWeights().forEach((t, i) => expect(Array.from(t.dataSync())).toEqual(w[i]));
     expect(Array.from(x.dataSync())).toEqual(xv);
     expect(x.isDisposed).toBe(false);
+    tf.dispose([x, y]);
+    model.dispose();
+  });
+
+  it('Conv2D: the gradient needs no patches; extensions share one unfolded input per module and step', () => {
+    const model = tf.sequential({
+      layers: [
+        tf.layers.conv2d({ inputShape: [6, 6, 2], filters: 3, kernelSize: 3, padding: 'same', activation: 'relu' }),
+        tf.layers.conv2d({ filters: 2, kernelSize: 2, strides: 2 }),
+        tf.layers.flatten(),
+        tf.layers.dense({ units: 3 }),
+      ],
+    });
+    const ext = extend(model, { loss: 'softmaxCrossEntropy' });
+    const convs = ext.modules.map((m) => m.derivatives).filter((d): d is LinearModuleDerivatives => d.kind === 'Conv2D');
+    expect(convs.length).toBe(2);
+    let unfolds = 0;
+    for (const d of convs) {
+      const own = d.unfoldInput.bind(d);
+      d.unfoldInput = (rec) => {
+        unfolds++;
+        return own(rec);
+      };
+    }
+    const x = tf.randomNormal([4, 6, 6, 2], 0, 1, 'float32', 12);
+    const y = tf.tensor1d([0, 1, 2, 1], 'int32');
+    const plain = ext.backward(x, y);
+    expect(unfolds).toBe(0);
+    // Two extensions that need the patches of both convs: one unfold per conv.
+    const bg = new BatchGrad();
+    const sgs = new SumGradSquared();
+    const r = ext.backward(x, y, { extensions: [bg, sgs] });
+    expect(unfolds).toBe(2);
+    for (const p of ext.params) {
+      // The conv-based gradient equals the sum of the per-sample gradients (patch route).
+      expect(relErr(r.grads[p.name] as tf.Tensor, plain.grads[p.name] as tf.Tensor)).toBe(0);
+      const summed = tf.sum(r.get(bg, p), 0);
+      expect(relErr(summed, plain.grads[p.name] as tf.Tensor)).toBeLessThan(TOL);
+      summed.dispose();
+    }
+    plain.dispose();
+    r.dispose();
     tf.dispose([x, y]);
     model.dispose();
   });

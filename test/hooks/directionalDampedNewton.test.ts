@@ -110,7 +110,8 @@ describe('DirectionalDampedNewton equals the brute-force damped Newton step', ()
       return evals.map((l) => 0.5 * l);
     };
     const gradS = [4, 0, 3];
-    const hook = new DirectionalDampedNewton({ groups: groupsFull(ext, { damping, criterion: topK(4) }), subsamplingGrad: gradS, evecs: true });
+    // reduceFactor false: gramEvecs live in the Gram space of BackPACK's factor (C·n rows), checked against GramMatrix.
+    const hook = new DirectionalDampedNewton({ groups: groupsFull(ext, { damping, criterion: topK(4) }), subsamplingGrad: gradS, evecs: true, reduceFactor: false });
     const gram = new GramMatrix({ groups: groupsFull(ext) });
     const r = ext.backward(x, y, { hooks: [hook, gram] });
     const res = r.groups(hook)[0] as DirectionalDampedNewtonResult;

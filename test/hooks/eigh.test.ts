@@ -85,6 +85,43 @@ describe('Eigh eigenvectors are GGN eigenvectors', () => {
     });
   }
 
+  it('Gram size ≥ 320: the two-stage route (selected vectors only, custom order) agrees with float64 eigh and the GGN', () => {
+    // C = 5 → reduced factor V = 4, N = 80: Gram size 320 = LARGE_EIGEN_THRESHOLD, so 'auto' takes eighLarge.
+    const model = smallMlp(6, 8, 5, 'tanh', 31);
+    const x = tf.randomNormal([80, 6], 0, 1, 'float32', 32);
+    const y = makeTargets('softmaxCrossEntropy', 80, 5, 3);
+    const ext = extend(model, { loss: 'softmaxCrossEntropy' });
+    const bf = bruteForce(model, 'softmaxCrossEntropy', 'mean', x, y);
+    // Top eigenvalue first, then the 2nd and 4th largest (an order the criterion chooses).
+    const criterion = (e: readonly number[]) => [e.length - 1, e.length - 2, e.length - 4];
+    const two = new Eigh({ name: 'two', groups: groupsFull(ext, { criterion }) });
+    const f64 = new Eigh({ name: 'f64', groups: groupsFull(ext, { criterion }), method: 'float64' });
+    const r = ext.backward(x, y, { hooks: [two, f64] });
+    const a = r.groups(two)[0] as EighResult;
+    const b = r.groups(f64)[0] as EighResult;
+    const lmax = Math.max(...b.evals);
+    // Two-stage eigenvalues: absolute error ≲ 1e-6 · λ_max (large.ts); it drops values below that.
+    expect(Math.min(...a.evals.map(Math.abs))).toBeGreaterThan(1e-6 * lmax);
+    const la = a.selected.map((i) => a.evals[i] as number);
+    const lb = b.selected.map((i) => b.evals[i] as number);
+    la.forEach((l, k) => expect(Math.abs(l - (lb[k] as number))).toBeLessThan(2e-6 * lmax));
+    expect(la.some((l, k) => l !== lb[k])).toBe(true); // really the float32 two-stage route
+    // Eigenvectors: angle ≲ 1e-6 · λ_max / gap (two-stage) + 1e-7 · λ_max / gap (float32 Gram).
+    const sorted = [...b.evals].sort((u, v) => u - v);
+    const Ea = flattenRows(a.evecs, 3);
+    const Eb = flattenRows(b.evecs, 3);
+    lb.forEach((l, k) => {
+      const j = sorted.indexOf(l);
+      const gap = Math.min(...[sorted[j - 1], sorted[j + 1]].filter((v): v is number => v !== undefined).map((v) => Math.abs(v - l)));
+      const tol = 1e-4 + (5e-6 * lmax) / gap;
+      expect(1 - Math.abs(dot(Ea[k] as Float64Array, Eb[k] as Float64Array))).toBeLessThan(tol * tol + 1e-6);
+    });
+    checkEigenpairs(bf, bf.names, a);
+    r.dispose();
+    tf.dispose([x, y]);
+    model.dispose();
+  });
+
   it('criteria: topK, aboveThreshold, allPositive, and a custom order', () => {
     const s = setup();
     const bf = bruteForce(s.model, 'softmaxCrossEntropy', 'mean', s.x, s.y);

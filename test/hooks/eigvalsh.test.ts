@@ -103,18 +103,25 @@ describe('Eigvalsh equals the eigenvalues of the explicit GGN', () => {
     const x = tf.randomNormal([4, 3], 0, 1, 'float32', 2);
     const y = makeTargets('softmaxCrossEntropy', 4, 3, 5);
     const ext = extend(model, { loss: 'softmaxCrossEntropy' });
-    const all = new Eigvalsh({ name: 'all', groups: groupsFull(ext), relativeCutoff: -1 });
-    const dflt = new Eigvalsh({ name: 'default', groups: groupsFull(ext) });
+    const all = new Eigvalsh({ name: 'all', groups: groupsFull(ext), relativeCutoff: -1, reduceFactor: false });
+    const allReduced = new Eigvalsh({ name: 'allReduced', groups: groupsFull(ext), relativeCutoff: -1 });
+    const dflt = new Eigvalsh({ name: 'default', groups: groupsFull(ext), reduceFactor: false });
     const top = new Eigvalsh({ name: 'top', groups: groupsFull(ext), relativeCutoff: 0.999999 });
-    const r = ext.backward(x, y, { hooks: [all, dflt, top] });
+    const r = ext.backward(x, y, { hooks: [all, allReduced, dflt, top] });
     const a = (r.groups(all)[0] as { evals: number[] }).evals;
+    const ar = (r.groups(allReduced)[0] as { evals: number[] }).evals;
     const d = (r.groups(dflt)[0] as { evals: number[] }).evals;
     const t = (r.groups(top)[0] as { evals: number[] }).evals;
+    // BackPACK's factor: C·n = 12 Gram eigenvalues; the reduced factor (default): (C−1)·n = 8.
     expect(a.length).toBe(12);
+    expect(ar.length).toBe(8);
     // Softmax CE: each sample's factor has rank C − 1, so 4 Gram eigenvalues are (numerically) zero.
     expect(d.length).toBeLessThanOrEqual(12);
     expect(d.length).toBeGreaterThanOrEqual(8);
-    expect(t).toEqual([Math.max(...a)]);
+    // The 8 nonzero ones are the reduced Gram matrix's (float32 Gram matrices: 1e-5 relative).
+    const nonzero = [...a].sort((u, v) => Math.abs(v) - Math.abs(u)).slice(0, 8).sort((u, v) => u - v);
+    expectSameSpectrum(ar, nonzero);
+    expect(t).toEqual([Math.max(...ar)]);
     r.dispose();
     tf.dispose([x, y]);
     model.dispose();

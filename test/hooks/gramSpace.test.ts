@@ -13,7 +13,10 @@ import { DirectionalDerivatives } from '../../hooks/directionalDerivatives';
 import { Eigh } from '../../hooks/eigh';
 import { Eigvalsh } from '../../hooks/eigvalsh';
 import { GramMatrix } from '../../hooks/gramMatrix';
-import { groupsFull, groupsPerLayer, groupsPerParam } from '../../hooks/groups';
+import { groupsFull, groupsPerLayer, groupsPerParam, topK } from '../../hooks/groups';
+import { chooseKernelGramRoute } from '../../hooks/gramProducts';
+import type { DirectionalDerivativesResult } from '../../hooks/directionalDerivatives';
+import type { DirectionalDampedNewtonResult } from '../../hooks/directionalDampedNewton';
 import { makeTargets, smallMlp } from '../helpers/ggnBruteForce';
 import type { LossDerivatives } from '../../src/derivatives/losses/types';
 
@@ -49,6 +52,55 @@ describe('GramSpaceHook', () => {
     run();
     run();
     expect(tf.memory().numTensors).toBe(n0);
+    tf.dispose([x, y]);
+    model.dispose();
+  });
+
+  it('conv kernels with the explicit Gram route: the joint [D; G] Gram (same samples) equals separate Gram and cross products', () => {
+    // T = 36 patches, I = 18, O = 3, V = 3 (C = 4, reduced), n = 5: the explicit route (checked below).
+    // Tolerance: the same float32 products summed in two orders: 1e-5 relative to the largest entry.
+    const model = tf.sequential({
+      layers: [
+        tf.layers.conv2d({ inputShape: [6, 6, 2], filters: 3, kernelSize: 3, padding: 'same', activation: 'tanh', kernelInitializer: tf.initializers.glorotNormal({ seed: 1 }) }),
+        tf.layers.flatten(),
+        tf.layers.dense({ units: 4, kernelInitializer: tf.initializers.glorotNormal({ seed: 2 }) }),
+      ],
+    });
+    expect(chooseKernelGramRoute(3, 5, 3, 5, 36, 18, 3, true)).toBe('explicit');
+    const x = tf.randomNormal([5, 6, 6, 2], 0, 1, 'float32', 3);
+    const y = makeTargets('softmaxCrossEntropy', 5, 4, 2);
+    const ext = extend(model, { loss: 'softmaxCrossEntropy' });
+    const perm = [3, 0, 4, 1, 2];
+    const groups = groupsPerLayer(ext, { criterion: topK(3) });
+    // All gradient samples (same tensors as the curvature samples: joint route) vs the same samples permuted (separate cross route).
+    const joint = new DirectionalDerivatives({ name: 'joint', groups });
+    const separate = new DirectionalDerivatives({ name: 'separate', groups, subsamplingGrad: perm });
+    const stepJ = new DirectionalDampedNewton({ name: 'stepJ', groups });
+    const stepS = new DirectionalDampedNewton({ name: 'stepS', groups, subsamplingGrad: perm });
+    const r = ext.backward(x, y, { hooks: [joint, separate, stepJ, stepS] });
+    const rel = (a: ArrayLike<number>, b: ArrayLike<number>): number => {
+      let e = 0;
+      let m = 0;
+      for (let i = 0; i < b.length; i++) {
+        e = Math.max(e, Math.abs((a[i] as number) - (b[i] as number)));
+        m = Math.max(m, Math.abs(b[i] as number));
+      }
+      return e / m;
+    };
+    groups.forEach((_, g) => {
+      const a = r.groups(joint)[g] as DirectionalDerivativesResult;
+      const b = r.groups(separate)[g] as DirectionalDerivativesResult;
+      const ga = a.gammas.arraySync() as number[][];
+      const gb = b.gammas.arraySync() as number[][];
+      // Row i of the permuted result is sample perm[i].
+      expect(rel(perm.flatMap((n) => ga[n] as number[]), gb.flat())).toBeLessThan(1e-5);
+      expect(rel(a.lambdas.dataSync(), b.lambdas.dataSync())).toBeLessThan(1e-6);
+      // The step uses mean_n γ_nk: invariant under the permutation.
+      const sa = (r.groups(stepJ)[g] as DirectionalDampedNewtonResult).newtonStep.flatMap((t) => Array.from(t.dataSync()));
+      const sb = (r.groups(stepS)[g] as DirectionalDampedNewtonResult).newtonStep.flatMap((t) => Array.from(t.dataSync()));
+      expect(rel(sa, sb)).toBeLessThan(1e-5);
+    });
+    r.dispose();
     tf.dispose([x, y]);
     model.dispose();
   });

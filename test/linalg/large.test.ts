@@ -11,7 +11,8 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { eigh, eighLarge, eighLargeSync, eigvalsh, eigvalshLarge, eigvalshLargeSync } from '../../src/linalg/index';
+import { eigh, eighLarge, eighLargeSync, eigvalsh, eigvalshLarge, eigvalshLargeSync, tridiagonalEigen } from '../../src/linalg/index';
+import { tridiagonalVectorsByRotations } from '../../src/linalg/large';
 import { Rng } from '../../src/utils/random';
 import { maxAbs, maxRelDiff, mm, randomMatrix, randomOrthogonal, tr, withSpectrum } from './helpers';
 
@@ -144,6 +145,44 @@ describe('eighLarge: selected eigenvectors on the two-stage route', () => {
       }
       expect(Math.sqrt(resid)).toBeLessThan(TOL * 10);
     }
+  });
+
+  it('a selected cluster too large for inverse iteration (40-fold eigenvalue) falls back to the QL rotations', () => {
+    const n = 330;
+    const lambda = Array.from({ length: n }, (_, i) => (i >= n - 40 ? 5 : i / n));
+    const a = withSpectrum(lambda, randomOrthogonal(n, 43, 6));
+    const k = 40;
+    const res = eighLargeSync(a, n, { method: 'twoStage', select: Array.from({ length: k }, (_, i) => n - 1 - i) });
+    for (let j = 0; j < k; j += 7) {
+      for (let q = 0; q <= j; q++) {
+        let o = 0;
+        for (let r = 0; r < n; r++) o += res.vectors[r * k + j]! * res.vectors[r * k + q]!;
+        expect(Math.abs(o - (j === q ? 1 : 0))).toBeLessThan(1e-6);
+      }
+      let resid = 0;
+      for (let r = 0; r < n; r++) {
+        let s = 0;
+        for (let q = 0; q < n; q++) s += a[r * n + q]! * res.vectors[q * k + j]!;
+        resid += (s - 5 * res.vectors[r * k + j]!) ** 2;
+      }
+      expect(Math.sqrt(resid)).toBeLessThan(TOL * 5);
+    }
+  });
+
+  it('the rotation-replay fallback gives the tridiagonal eigenvectors (against tridiagonalEigen)', () => {
+    const n = 60;
+    const rng = new Rng(41);
+    const d = Float64Array.from({ length: n }, () => rng.normal());
+    const e = Float64Array.from({ length: n }, (_, i) => (i < n - 1 ? rng.normal() : 0));
+    const ref = tridiagonalEigen(d, e.subarray(0, n - 1));
+    const select = [0, 17, n - 1];
+    const X = tridiagonalVectorsByRotations(d, e, n, select);
+    select.forEach((idx, j) => {
+      let dot = 0;
+      for (let r = 0; r < n; r++) dot += X[r * 3 + j]! * ref.vectors![r * n + idx]!;
+      // Same QL rotations as tridiagonalEigen: equal up to sign to rounding.
+      expect(1 - Math.abs(dot)).toBeLessThan(1e-12);
+    });
   });
 
   it('float64 route below the threshold equals eigh; validation of select', () => {

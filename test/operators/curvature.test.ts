@@ -54,7 +54,7 @@ interface Case {
 const CASES: Case[] = [
   { spec: { inputs: 4, units: [5, 3], activation: 'tanh', loss: 'softmaxCrossEntropy', reduction: 'mean' }, N: 7, targets: (N, C) => classTargets(N, C, 5) },
   { spec: { inputs: 3, units: [4, 4, 2], activation: 'elu', loss: 'mse', reduction: 'sum' }, N: 6, targets: (N, C) => randomTensor([N, C], 9) },
-  { spec: { inputs: 3, units: [6, 1], activation: 'sigmoid', loss: 'sigmoidCrossEntropy', reduction: 'mean' }, N: 5, targets: (N) => tf.cast(tf.greater(randomTensor([N, 1], 4), 0), 'float32') },
+  { spec: { inputs: 3, units: [6, 1], activation: 'sigmoid', loss: 'sigmoidCrossEntropy', reduction: 'mean' }, N: 5, targets: (N) => tf.step(randomTensor([N, 1], 4)) },
   { spec: { inputs: 4, units: [5, 3], activation: 'relu', loss: 'mse', reduction: 'mean' }, N: 5, targets: (N, C) => randomTensor([N, C], 6) },
 ];
 
