@@ -22,22 +22,9 @@
 import type * as tf from '@tensorflow/tfjs';
 import type { StepInfo } from '../src/engine/extension';
 import type { ResolvedGroup } from '../src/engine/hook';
-import {
-  CURVATURE_ONLY_REJECTS,
-  GramSpaceHook,
-  rejectOptions,
-  samplingSettings,
-  type GramContribution,
-  type VivitDirectionOptions,
-  type VivitWarning,
-} from './gramSpace';
+import { curvatureSampling, GramSpaceHook, type CurvatureSamplingOptions, type GramContribution, type VivitDirectionOptions, type VivitWarning } from './gramSpace';
 
-export interface EighOptions extends VivitDirectionOptions {
-  /** Curvature samples: indices into the batch (unique). Default: the whole batch. */
-  subsampling?: readonly number[];
-  /** 0 (default): exact GGN. M ≥ 1: Monte-Carlo GGN with M samples. */
-  mcSamples?: number;
-}
+export interface EighOptions extends VivitDirectionOptions, CurvatureSamplingOptions {}
 
 export type EighResult = {
   /** Nonzero GGN eigenvalues of the group, ascending (as Eigvalsh). */
@@ -56,17 +43,7 @@ export class Eigh extends GramSpaceHook<EighResult> {
   protected readonly needs = { cross: false, paramSpace: true };
 
   constructor(options: EighOptions) {
-    rejectOptions(options?.name ?? 'Eigh', options, CURVATURE_ONLY_REJECTS);
-    super(
-      'Eigh',
-      options,
-      samplingSettings(options?.name ?? 'Eigh', {
-        curvature: options?.subsampling,
-        curvatureOption: 'subsampling',
-        mcSamples: options?.mcSamples,
-        mcOption: 'mcSamples',
-      }),
-    );
+    super('Eigh', options, curvatureSampling(options?.name ?? 'Eigh', options));
   }
 
   finishGroup(group: ResolvedGroup, contributions: readonly GramContribution[], step: StepInfo): EighResult {

@@ -13,13 +13,17 @@
  */
 import type { StepInfo } from '../src/engine/extension';
 import type { ResolvedGroup } from '../src/engine/hook';
-import { CURVATURE_ONLY_REJECTS, GramSpaceHook, rejectOptions, samplingSettings, type EigenvalueMethod, type GramContribution, type VivitBaseOptions, type VivitSolverOptions } from './gramSpace';
+import {
+  curvatureSampling,
+  GramSpaceHook,
+  type CurvatureSamplingOptions,
+  type EigenvalueMethod,
+  type GramContribution,
+  type VivitBaseOptions,
+  type VivitSolverOptions,
+} from './gramSpace';
 
-export interface EigvalshOptions extends VivitBaseOptions, VivitSolverOptions {
-  /** Curvature samples: indices into the batch (unique). Default: the whole batch. */
-  subsampling?: readonly number[];
-  /** 0 (default): exact GGN. M ≥ 1: Monte-Carlo GGN with M samples. */
-  mcSamples?: number;
+export interface EigvalshOptions extends VivitBaseOptions, VivitSolverOptions, CurvatureSamplingOptions {
   /**
    * Eigenvalue solver (default 'auto': the two-stage float32/float64 solver of
    * src/linalg/large.ts for Gram size V·n ≥ 320 off the cpu backend — several
@@ -40,17 +44,7 @@ export class Eigvalsh extends GramSpaceHook<EigvalshResult> {
   protected readonly needs = { cross: false, paramSpace: false };
 
   constructor(options: EigvalshOptions) {
-    rejectOptions(options?.name ?? 'Eigvalsh', options, CURVATURE_ONLY_REJECTS);
-    super(
-      'Eigvalsh',
-      options,
-      samplingSettings(options?.name ?? 'Eigvalsh', {
-        curvature: options?.subsampling,
-        curvatureOption: 'subsampling',
-        mcSamples: options?.mcSamples,
-        mcOption: 'mcSamples',
-      }),
-    );
+    super('Eigvalsh', options, curvatureSampling(options?.name ?? 'Eigvalsh', options));
   }
 
   finishGroup(_group: ResolvedGroup, contributions: readonly GramContribution[], step: StepInfo): EigvalshResult {

@@ -11,11 +11,9 @@
 import * as tf from '@tensorflow/tfjs';
 import type { StepInfo } from '../src/engine/extension';
 import type { ResolvedGroup } from '../src/engine/hook';
-import { CURVATURE_ONLY_REJECTS, GramSpaceHook, rejectOptions, samplingSettings, type GramContribution, type VivitBaseOptions } from './gramSpace';
+import { CURVATURE_ONLY_REJECTS, curvatureSampling, GramSpaceHook, type CurvatureSamplingOptions, type GramContribution, type VivitBaseOptions } from './gramSpace';
 
-export interface GramMatrixOptions extends VivitBaseOptions {
-  /** Curvature samples: indices into the batch (unique). Default: the whole batch. */
-  subsampling?: readonly number[];
+export interface GramMatrixOptions extends VivitBaseOptions, CurvatureSamplingOptions {
   /** 0 (default): exact square root, V = C. M ≥ 1: Monte-Carlo square root with M samples, V = M. */
   mcSamples?: number;
 }
@@ -33,22 +31,12 @@ export class GramMatrix extends GramSpaceHook<GramMatrixResult> {
   protected readonly needs = { cross: false, paramSpace: false };
 
   constructor(options: GramMatrixOptions) {
-    rejectOptions(options?.name ?? 'GramMatrix', options, {
+    const rejects = {
       ...CURVATURE_ONLY_REJECTS,
       method: 'GramMatrix returns the Gram matrix itself (Eigvalsh, Eigh and the directional hooks take a solver method)',
       reduceFactor: "GramMatrix always returns the Gram matrix of BackPACK's factor (size C·n)",
-    });
-    super(
-      'GramMatrix',
-      options,
-      samplingSettings(options?.name ?? 'GramMatrix', {
-        curvature: options?.subsampling,
-        curvatureOption: 'subsampling',
-        mcSamples: options?.mcSamples,
-        mcOption: 'mcSamples',
-      }),
-      false,
-    );
+    };
+    super('GramMatrix', options, curvatureSampling(options?.name ?? 'GramMatrix', options, rejects), false);
   }
 
   finishGroup(_group: ResolvedGroup, contributions: readonly GramContribution[], step: StepInfo): GramMatrixResult {

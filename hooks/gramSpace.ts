@@ -240,6 +240,20 @@ export function samplingSettings(
   };
 }
 
+/** The sampling options of the curvature-only hooks (GramMatrix, Eigvalsh, Eigh). */
+export interface CurvatureSamplingOptions {
+  /** Curvature samples: indices into the batch (unique). Default: the whole batch. */
+  subsampling?: readonly number[];
+  /** 0 (default): exact GGN. M ≥ 1: Monte-Carlo GGN with M samples. */
+  mcSamples?: number;
+}
+
+/** Normalised sampling of a curvature-only hook; `rejects` lists the options it does not take. */
+export function curvatureSampling(hook: string, options: CurvatureSamplingOptions | undefined, rejects = CURVATURE_ONLY_REJECTS): SamplingSettings {
+  rejectOptions(hook, options, rejects);
+  return samplingSettings(hook, { curvature: options?.subsampling, curvatureOption: 'subsampling', mcSamples: options?.mcSamples, mcOption: 'mcSamples' });
+}
+
 /** The parts of a parameter-space computation a hook needs. */
 interface Needs {
   /** Cross products with the per-sample gradients (gammas). */

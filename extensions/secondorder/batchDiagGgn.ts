@@ -6,16 +6,8 @@
  * DiagGGN. Dense kernels: a broadcast product `x_n² ⊗ Σ_v δ_vn²`.
  */
 import type * as tf from '@tensorflow/tfjs';
-import type { Extension, ModelInfo, ParamContext } from '../../src/engine/extension';
-import { SqrtGgnExactQuantity, SqrtGgnMcQuantity } from '../../src/engine/quantity';
-import {
-  checkMonteCarlo,
-  copySubsampling,
-  ensureFits,
-  validateBackprop,
-  type MonteCarloOptions,
-  type SecondOrderOptions,
-} from './common';
+import type { ParamContext } from '../../src/engine/extension';
+import { ensureFits, SqrtGgnExactExtension, SqrtGgnMcExtension, type MonteCarloOptions, type SecondOrderOptions } from './common';
 
 function perSampleDiag(extension: string, ctx: ParamContext, stack: tf.Tensor, samples: readonly number[] | undefined): tf.Tensor {
   const n = samples?.length ?? ctx.batchSize;
@@ -28,21 +20,9 @@ function perSampleDiag(extension: string, ctx: ParamContext, stack: tf.Tensor, s
   return ctx.perSampleSumSquared(stack, samples);
 }
 
-export class BatchDiagGGNExact implements Extension<tf.Tensor> {
-  readonly name: string;
-  readonly subsampling: readonly number[] | undefined;
-  readonly quantity: SqrtGgnExactQuantity;
-  readonly quantities: readonly SqrtGgnExactQuantity[];
-
+export class BatchDiagGGNExact extends SqrtGgnExactExtension {
   constructor(options: SecondOrderOptions = {}) {
-    this.name = options.name ?? 'BatchDiagGGNExact';
-    this.subsampling = copySubsampling(this.name, options);
-    this.quantity = new SqrtGgnExactQuantity(this.subsampling);
-    this.quantities = [this.quantity];
-  }
-
-  validate(model: ModelInfo): void {
-    validateBackprop(this.name, model, 'sqrtHessian');
+    super('BatchDiagGGNExact', options);
   }
 
   computeParam(ctx: ParamContext): tf.Tensor {
@@ -50,26 +30,9 @@ export class BatchDiagGGNExact implements Extension<tf.Tensor> {
   }
 }
 
-export class BatchDiagGGNMC implements Extension<tf.Tensor> {
-  readonly name: string;
-  readonly subsampling: readonly number[] | undefined;
-  readonly mcSamples: number;
-  readonly seed: number | undefined;
-  readonly quantity: SqrtGgnMcQuantity;
-  readonly quantities: readonly SqrtGgnMcQuantity[];
-
+export class BatchDiagGGNMC extends SqrtGgnMcExtension {
   constructor(options: MonteCarloOptions = {}) {
-    this.name = options.name ?? 'BatchDiagGGNMC';
-    const { mcSamples, seed } = checkMonteCarlo(this.name, options);
-    this.mcSamples = mcSamples;
-    this.seed = seed;
-    this.subsampling = copySubsampling(this.name, options);
-    this.quantity = new SqrtGgnMcQuantity(mcSamples, seed, this.subsampling);
-    this.quantities = [this.quantity];
-  }
-
-  validate(model: ModelInfo): void {
-    validateBackprop(this.name, model, 'sqrtHessianSampled');
+    super('BatchDiagGGNMC', options);
   }
 
   computeParam(ctx: ParamContext): tf.Tensor {

@@ -1,11 +1,15 @@
 /**
  * Shared by the second-order extensions (part A): options, validation of
- * the model and of the options, and the memory guard for stacks that grow
- * with `V · n · paramSize`.
+ * the model and of the options, the common frame of the extensions that
+ * read one backpropagated stack per parameter (StackExtension and its
+ * exact / Monte-Carlo GGN square-root kinds), and the memory guard for
+ * stacks that grow with `V · n · paramSize`.
  */
 import * as tf from '@tensorflow/tfjs';
-import type { ModelInfo, ModuleInfo, ParamContext } from '../../src/engine/extension';
+import type { Extension, ModelInfo, ModuleInfo, ParamContext } from '../../src/engine/extension';
+import { SqrtGgnExactQuantity, SqrtGgnMcQuantity, type Quantity } from '../../src/engine/quantity';
 import { isLinearModule } from '../../src/derivatives/types';
+import { checkInteger } from '../../src/utils/options';
 import type { LossDerivatives } from '../../src/derivatives/losses/types';
 
 export interface SecondOrderOptions {
@@ -44,10 +48,7 @@ export function copySubsampling(extension: string, options: SecondOrderOptions |
 
 /** Validate `mcSamples` (integer ≥ 1) and `seed` (finite number, if given). */
 export function checkMonteCarlo(extension: string, options: MonteCarloOptions): { mcSamples: number; seed: number | undefined } {
-  const mcSamples = options.mcSamples ?? 1;
-  if (typeof mcSamples !== 'number' || !Number.isInteger(mcSamples) || mcSamples < 1) {
-    throw new Error(`${extension}: option 'mcSamples' must be an integer ≥ 1, got ${String(mcSamples)}.`);
-  }
+  const mcSamples = checkInteger(extension, 'mcSamples', options.mcSamples ?? 1, 1);
   const seed = options.seed;
   if (seed !== undefined && (typeof seed !== 'number' || !Number.isFinite(seed))) {
     throw new Error(`${extension}: option 'seed' must be a finite number, got ${String(seed)}.`);
@@ -90,6 +91,56 @@ export function validateBackprop(
     if (typeof m.derivatives.jacTMatProd !== 'function') {
       throw new Error(`${extension}: ${layerOf(m)} cannot backpropagate a stack of matrices (no jacTMatProd).`);
     }
+  }
+}
+
+/**
+ * The frame of the extensions that read one backpropagated stack quantity
+ * per parameter, for the samples `subsampling`: the name, the copied
+ * subsampling, the quantity built for it, and the model checks (the loss
+ * provides `lossMethod`, every module can backpropagate a stack).
+ */
+export abstract class StackExtension<Q extends Quantity<tf.TensorContainer>> implements Extension<tf.Tensor> {
+  readonly subsampling: readonly number[] | undefined;
+  readonly quantity: Q;
+  readonly quantities: readonly Q[];
+
+  protected constructor(
+    readonly name: string,
+    options: SecondOrderOptions,
+    quantity: (subsampling: readonly number[] | undefined) => Q,
+    private readonly lossMethod: 'sqrtHessian' | 'sqrtHessianSampled' | undefined,
+  ) {
+    this.subsampling = copySubsampling(name, options);
+    this.quantity = quantity(this.subsampling);
+    this.quantities = [this.quantity];
+  }
+
+  validate(model: ModelInfo): void {
+    validateBackprop(this.name, model, this.lossMethod);
+  }
+
+  abstract computeParam(ctx: ParamContext): tf.Tensor;
+}
+
+/** A StackExtension on the exact GGN square root `[C, n, ...]` (shared by every such extension with the same subsampling). */
+export abstract class SqrtGgnExactExtension extends StackExtension<SqrtGgnExactQuantity> {
+  protected constructor(defaultName: string, options: SecondOrderOptions) {
+    super(options.name ?? defaultName, options, (s) => new SqrtGgnExactQuantity(s), 'sqrtHessian');
+  }
+}
+
+/** A StackExtension on the Monte-Carlo GGN square root `[M, n, ...]` (options `mcSamples`, `seed`). */
+export abstract class SqrtGgnMcExtension extends StackExtension<SqrtGgnMcQuantity> {
+  readonly mcSamples: number;
+  readonly seed: number | undefined;
+
+  protected constructor(defaultName: string, options: MonteCarloOptions) {
+    const name = options.name ?? defaultName;
+    const { mcSamples, seed } = checkMonteCarlo(name, options);
+    super(name, options, (s) => new SqrtGgnMcQuantity(mcSamples, seed, s), 'sqrtHessianSampled');
+    this.mcSamples = mcSamples;
+    this.seed = seed;
   }
 }
 

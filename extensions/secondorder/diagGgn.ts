@@ -7,31 +7,12 @@
  * the whole batch's normalisation).
  */
 import type * as tf from '@tensorflow/tfjs';
-import type { Extension, ModelInfo, ParamContext } from '../../src/engine/extension';
-import { SqrtGgnExactQuantity, SqrtGgnMcQuantity } from '../../src/engine/quantity';
-import {
-  checkMonteCarlo,
-  copySubsampling,
-  validateBackprop,
-  type MonteCarloOptions,
-  type SecondOrderOptions,
-} from './common';
+import type { ParamContext } from '../../src/engine/extension';
+import { SqrtGgnExactExtension, SqrtGgnMcExtension, type MonteCarloOptions, type SecondOrderOptions } from './common';
 
-export class DiagGGNExact implements Extension<tf.Tensor> {
-  readonly name: string;
-  readonly subsampling: readonly number[] | undefined;
-  readonly quantity: SqrtGgnExactQuantity;
-  readonly quantities: readonly SqrtGgnExactQuantity[];
-
+export class DiagGGNExact extends SqrtGgnExactExtension {
   constructor(options: SecondOrderOptions = {}) {
-    this.name = options.name ?? 'DiagGGNExact';
-    this.subsampling = copySubsampling(this.name, options);
-    this.quantity = new SqrtGgnExactQuantity(this.subsampling);
-    this.quantities = [this.quantity];
-  }
-
-  validate(model: ModelInfo): void {
-    validateBackprop(this.name, model, 'sqrtHessian');
+    super('DiagGGNExact', options);
   }
 
   computeParam(ctx: ParamContext): tf.Tensor {
@@ -39,26 +20,9 @@ export class DiagGGNExact implements Extension<tf.Tensor> {
   }
 }
 
-export class DiagGGNMC implements Extension<tf.Tensor> {
-  readonly name: string;
-  readonly subsampling: readonly number[] | undefined;
-  readonly mcSamples: number;
-  readonly seed: number | undefined;
-  readonly quantity: SqrtGgnMcQuantity;
-  readonly quantities: readonly SqrtGgnMcQuantity[];
-
+export class DiagGGNMC extends SqrtGgnMcExtension {
   constructor(options: MonteCarloOptions = {}) {
-    this.name = options.name ?? 'DiagGGNMC';
-    const { mcSamples, seed } = checkMonteCarlo(this.name, options);
-    this.mcSamples = mcSamples;
-    this.seed = seed;
-    this.subsampling = copySubsampling(this.name, options);
-    this.quantity = new SqrtGgnMcQuantity(mcSamples, seed, this.subsampling);
-    this.quantities = [this.quantity];
-  }
-
-  validate(model: ModelInfo): void {
-    validateBackprop(this.name, model, 'sqrtHessianSampled');
+    super('DiagGGNMC', options);
   }
 
   computeParam(ctx: ParamContext): tf.Tensor {

@@ -23,10 +23,10 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import type { ForwardRecord, ModuleDerivatives } from '../../src/derivatives/types';
-import type { Extension, ModelInfo, ParamContext } from '../../src/engine/extension';
+import type { ModelInfo, ParamContext } from '../../src/engine/extension';
 import type { LossContext, PropagateContext, Quantity } from '../../src/engine/quantity';
 import { samplesKey, toBatchNormalization } from '../../src/engine/quantity';
-import { copySubsampling, ensureFits, shapeSize, validateBackprop, validateResiduals, type SecondOrderOptions } from './common';
+import { ensureFits, shapeSize, StackExtension, validateResiduals, type SecondOrderOptions } from './common';
 
 /** Signed square-root factors at a module output: `Σ F Fᵀ` over `plus` minus over `minus`; each stack `[V, n, ...]`. */
 export type SignedFactors = { plus: tf.Tensor[]; minus: tf.Tensor[] };
@@ -97,22 +97,22 @@ function signedSum(value: SignedFactors, product: (stack: tf.Tensor) => tf.Tenso
   });
 }
 
-export class DiagHessian implements Extension<tf.Tensor> {
-  readonly name: string;
-  readonly subsampling: readonly number[] | undefined;
-  readonly quantity: DiagHessianQuantity;
-  readonly quantities: readonly DiagHessianQuantity[];
-
-  constructor(options: SecondOrderOptions = {}) {
-    this.name = options.name ?? 'DiagHessian';
-    this.subsampling = copySubsampling(this.name, options);
-    this.quantity = new DiagHessianQuantity(this.subsampling, this.name);
-    this.quantities = [this.quantity];
+/** The frame of DiagHessian and BatchDiagHessian: the signed factors for `subsampling`, and the residual checks. */
+abstract class DiagHessianExtension extends StackExtension<DiagHessianQuantity> {
+  protected constructor(defaultName: string, options: SecondOrderOptions) {
+    const name = options.name ?? defaultName;
+    super(name, options, (s) => new DiagHessianQuantity(s, name), 'sqrtHessian');
   }
 
-  validate(model: ModelInfo): void {
-    validateBackprop(this.name, model, 'sqrtHessian');
+  override validate(model: ModelInfo): void {
+    super.validate(model);
     validateResiduals(this.name, model);
+  }
+}
+
+export class DiagHessian extends DiagHessianExtension {
+  constructor(options: SecondOrderOptions = {}) {
+    super('DiagHessian', options);
   }
 
   computeParam(ctx: ParamContext): tf.Tensor {
@@ -121,22 +121,9 @@ export class DiagHessian implements Extension<tf.Tensor> {
   }
 }
 
-export class BatchDiagHessian implements Extension<tf.Tensor> {
-  readonly name: string;
-  readonly subsampling: readonly number[] | undefined;
-  readonly quantity: DiagHessianQuantity;
-  readonly quantities: readonly DiagHessianQuantity[];
-
+export class BatchDiagHessian extends DiagHessianExtension {
   constructor(options: SecondOrderOptions = {}) {
-    this.name = options.name ?? 'BatchDiagHessian';
-    this.subsampling = copySubsampling(this.name, options);
-    this.quantity = new DiagHessianQuantity(this.subsampling, this.name);
-    this.quantities = [this.quantity];
-  }
-
-  validate(model: ModelInfo): void {
-    validateBackprop(this.name, model, 'sqrtHessian');
-    validateResiduals(this.name, model);
+    super('BatchDiagHessian', options);
   }
 
   computeParam(ctx: ParamContext): tf.Tensor {

@@ -109,22 +109,33 @@ export class EKFAC implements Extension<EkfacResult> {
     const eigG = ctx.memo(`kronecker:eigG:${key}`, () => symmetricEigen(G, `${this.name}: G of '${ctx.param.name}'`));
     const stack = this.correction === 'ggn' ? ctx.value(this.exact as SqrtGgnExactQuantity) : ctx.gradStack();
     if (ctx.param.role === 'bias') {
-      const lambda = tf.tidy(() => tf.sum(tf.square(tf.matMul(positionSums(ctx.module, stack), eigG.U)), 0) as tf.Tensor1D);
+      const lambda = ekfacScaling(ctx, stack, undefined, eigG.U) as tf.Tensor1D;
       return { UG: tf.clone(eigG.U), lambda, evalsG: tf.clone(eigG.evals) };
     }
     const A = inputFactor(ctx);
     const eigA = ctx.memo('kronecker:eigA', () => symmetricEigen(A, `${this.name}: A of '${ctx.param.name}'`));
-    const lambda = tf.tidy(() => {
-      const X = ctx.unfoldedInput();
-      const [N, T, I] = X.shape;
-      const Xr = tf.reshape(tf.matMul(tf.reshape(X, [N * T, I]), eigA.U), [N, T, I]) as tf.Tensor3D;
-      const D = ctx.module.foldOutput(stack);
-      const [V, , , O] = D.shape;
-      const Dr = tf.reshape(tf.matMul(tf.reshape(D, [V * N * T, O]), eigG.U), [V, N, T, O]) as tf.Tensor4D;
-      return sumSquaredKernelProduct(Xr, Dr);
-    });
+    const lambda = ekfacScaling(ctx, stack, eigA.U, eigG.U) as tf.Tensor2D;
     return { UA: tf.clone(eigA.U), UG: tf.clone(eigG.U), lambda, evalsA: tf.clone(eigA.evals), evalsG: tf.clone(eigG.evals) };
   }
+}
+
+/**
+ * The EKFAC diagonal of one parameter in fixed eigenbases, from a stack
+ * `[V, N, ...out]` at its module's output: kernel `Σ_{n,v} (UAᵀ S_vn UG)²`
+ * `[I, O]` (X̃ = X·UA, s̃ = s·UG, no S_vn formed), bias `Σ_{n,v} (UGᵀ b_vn)²`
+ * `[O]` (UA unused).
+ */
+export function ekfacScaling(ctx: ParamContext, stack: tf.Tensor, UA: tf.Tensor2D | undefined, UG: tf.Tensor2D): tf.Tensor {
+  return tf.tidy(() => {
+    if (ctx.param.role === 'bias') return tf.sum(tf.square(tf.matMul(positionSums(ctx.module, stack), UG)), 0);
+    const X = ctx.unfoldedInput();
+    const [N, T, I] = X.shape;
+    const Xr = tf.reshape(tf.matMul(tf.reshape(X, [N * T, I]), UA as tf.Tensor2D), [N, T, I]) as tf.Tensor3D;
+    const D = ctx.module.foldOutput(stack);
+    const [V, , , O] = D.shape;
+    const Dr = tf.reshape(tf.matMul(tf.reshape(D, [V * N * T, O]), UG), [V, N, T, O]) as tf.Tensor4D;
+    return sumSquaredKernelProduct(Xr, Dr);
+  });
 }
 
 function checkResult(fn: string, r: EkfacResult | undefined): void {

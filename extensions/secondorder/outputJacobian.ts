@@ -6,25 +6,13 @@
  * Memory: 2·C·n·size floats at the peak (product and its transpose).
  */
 import * as tf from '@tensorflow/tfjs';
-import type { Extension, ModelInfo, ParamContext } from '../../src/engine/extension';
+import type { ParamContext } from '../../src/engine/extension';
 import { OutputJacobianQuantity } from '../../src/engine/quantity';
-import { copySubsampling, perSampleFactor, validateBackprop, type SecondOrderOptions } from './common';
+import { perSampleFactor, StackExtension, type SecondOrderOptions } from './common';
 
-export class OutputJacobian implements Extension<tf.Tensor> {
-  readonly name: string;
-  readonly subsampling: readonly number[] | undefined;
-  readonly quantity: OutputJacobianQuantity;
-  readonly quantities: readonly OutputJacobianQuantity[];
-
+export class OutputJacobian extends StackExtension<OutputJacobianQuantity> {
   constructor(options: SecondOrderOptions = {}) {
-    this.name = options.name ?? 'OutputJacobian';
-    this.subsampling = copySubsampling(this.name, options);
-    this.quantity = new OutputJacobianQuantity(this.subsampling);
-    this.quantities = [this.quantity];
-  }
-
-  validate(model: ModelInfo): void {
-    validateBackprop(this.name, model, undefined);
+    super(options.name ?? 'OutputJacobian', options, (s) => new OutputJacobianQuantity(s), undefined);
   }
 
   computeParam(ctx: ParamContext): tf.Tensor {

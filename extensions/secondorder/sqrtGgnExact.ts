@@ -9,26 +9,13 @@
  * (a 784×256 kernel with C = 10, n = 128 is 1 GiB): subsample, or use
  * SqrtGGNMC with M < C.
  */
-import * as tf from '@tensorflow/tfjs';
-import type { Extension, ModelInfo, ParamContext } from '../../src/engine/extension';
-import { SqrtGgnExactQuantity } from '../../src/engine/quantity';
-import { copySubsampling, perSampleFactor, validateBackprop, type SecondOrderOptions } from './common';
+import type * as tf from '@tensorflow/tfjs';
+import type { ParamContext } from '../../src/engine/extension';
+import { perSampleFactor, SqrtGgnExactExtension, type SecondOrderOptions } from './common';
 
-export class SqrtGGNExact implements Extension<tf.Tensor> {
-  readonly name: string;
-  readonly subsampling: readonly number[] | undefined;
-  readonly quantity: SqrtGgnExactQuantity;
-  readonly quantities: readonly SqrtGgnExactQuantity[];
-
+export class SqrtGGNExact extends SqrtGgnExactExtension {
   constructor(options: SecondOrderOptions = {}) {
-    this.name = options.name ?? 'SqrtGGNExact';
-    this.subsampling = copySubsampling(this.name, options);
-    this.quantity = new SqrtGgnExactQuantity(this.subsampling);
-    this.quantities = [this.quantity];
-  }
-
-  validate(model: ModelInfo): void {
-    validateBackprop(this.name, model, 'sqrtHessian');
+    super('SqrtGGNExact', options);
   }
 
   computeParam(ctx: ParamContext): tf.Tensor {

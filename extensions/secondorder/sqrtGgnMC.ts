@@ -7,37 +7,13 @@
  * Randomness comes from `seed` (or the step's seed); extensions with equal
  * `mcSamples`, `seed` and `subsampling` share the same samples.
  */
-import * as tf from '@tensorflow/tfjs';
-import type { Extension, ModelInfo, ParamContext } from '../../src/engine/extension';
-import { SqrtGgnMcQuantity } from '../../src/engine/quantity';
-import {
-  checkMonteCarlo,
-  copySubsampling,
-  perSampleFactor,
-  validateBackprop,
-  type MonteCarloOptions,
-} from './common';
+import type * as tf from '@tensorflow/tfjs';
+import type { ParamContext } from '../../src/engine/extension';
+import { perSampleFactor, SqrtGgnMcExtension, type MonteCarloOptions } from './common';
 
-export class SqrtGGNMC implements Extension<tf.Tensor> {
-  readonly name: string;
-  readonly subsampling: readonly number[] | undefined;
-  readonly mcSamples: number;
-  readonly seed: number | undefined;
-  readonly quantity: SqrtGgnMcQuantity;
-  readonly quantities: readonly SqrtGgnMcQuantity[];
-
+export class SqrtGGNMC extends SqrtGgnMcExtension {
   constructor(options: MonteCarloOptions = {}) {
-    this.name = options.name ?? 'SqrtGGNMC';
-    const { mcSamples, seed } = checkMonteCarlo(this.name, options);
-    this.mcSamples = mcSamples;
-    this.seed = seed;
-    this.subsampling = copySubsampling(this.name, options);
-    this.quantity = new SqrtGgnMcQuantity(mcSamples, seed, this.subsampling);
-    this.quantities = [this.quantity];
-  }
-
-  validate(model: ModelInfo): void {
-    validateBackprop(this.name, model, 'sqrtHessianSampled');
+    super('SqrtGGNMC', options);
   }
 
   computeParam(ctx: ParamContext): tf.Tensor {

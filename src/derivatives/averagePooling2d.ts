@@ -9,28 +9,15 @@
  * at padded borders, which is not the adjoint of its forward for 'same'.)
  */
 import * as tf from '@tensorflow/tfjs';
-import type { ForwardOptions, ForwardRecord, ModuleDerivatives, ModuleParam } from './types';
+import type { ForwardOptions, ForwardRecord, ModuleDerivatives } from './types';
 import { assertStack, makeRecord } from './record';
-import { checkPoolingOptions, poolingGeometry, transposedWindowConv, windowValidity, type Pooling2DOptions, type WindowGeometry } from './im2col';
+import { Pooling2DDerivatives, transposedWindowConv, windowValidity, type Pooling2DOptions } from './im2col';
 
-export class AveragePooling2DDerivatives implements ModuleDerivatives {
+export class AveragePooling2DDerivatives extends Pooling2DDerivatives implements ModuleDerivatives {
   readonly kind = 'AveragePooling2D';
-  readonly params: readonly ModuleParam[] = [];
 
-  constructor(
-    readonly options: Pooling2DOptions,
-    private readonly where = 'AveragePooling2D',
-  ) {
-    checkPoolingOptions(where, options);
-  }
-
-  geometry(inShape: readonly number[]): WindowGeometry {
-    return poolingGeometry(this.where, this.options, inShape);
-  }
-
-  outputShape(inShape: readonly number[]): number[] {
-    const g = this.geometry(inShape);
-    return [g.h.out, g.w.out, g.channels];
+  constructor(options: Pooling2DOptions, where = 'AveragePooling2D') {
+    super(options, where);
   }
 
   private pool(x: tf.Tensor4D): tf.Tensor4D {

@@ -9,6 +9,9 @@
  *   conv with a given kernel) as a stride-1 conv of the zero-upsampled
  *   output with the flipped kernel.
  *
+ * `Pooling2DDerivatives` is the common frame (checked options, geometry,
+ * output shape) of MaxPooling2D and AveragePooling2D.
+ *
  * Why convolutions and not `tf.gather` / `tf.conv2dTranspose` (measured on
  * wasm, 2 cores, conv 5×5 'same' 32→64 on 14×14, N = 32): a gather of the
  * 5M patch entries takes ~135 ms (GatherV2 is an element loop), the
@@ -19,6 +22,7 @@
  * identity.
  */
 import * as tf from '@tensorflow/tfjs';
+import type { ModuleParam } from './types';
 
 export type WindowPadding = 'valid' | 'same';
 
@@ -294,13 +298,26 @@ export interface Pooling2DOptions {
   readonly padding: WindowPadding;
 }
 
-export function checkPoolingOptions(where: string, options: Pooling2DOptions): void {
-  if (options.padding !== 'valid' && options.padding !== 'same') {
-    throw new Error(`${where}: option padding '${String(options.padding)}' is not supported; use 'valid' or 'same'.`);
-  }
-}
+/** The frame of MaxPooling2D and AveragePooling2D: checked options, window geometry, output shape. */
+export abstract class Pooling2DDerivatives {
+  readonly params: readonly ModuleParam[] = [];
 
-/** Window geometry of a pooling layer on an input `[H, W, C]`. */
-export function poolingGeometry(where: string, options: Pooling2DOptions, inShape: readonly number[]): WindowGeometry {
-  return windowGeometry(where, inShape, options.poolSize, options.strides, [1, 1], options.padding);
+  constructor(
+    readonly options: Pooling2DOptions,
+    protected readonly where: string,
+  ) {
+    if (options.padding !== 'valid' && options.padding !== 'same') {
+      throw new Error(`${where}: option padding '${String(options.padding)}' is not supported; use 'valid' or 'same'.`);
+    }
+  }
+
+  /** Window geometry on an input `[H, W, C]`. */
+  geometry(inShape: readonly number[]): WindowGeometry {
+    return windowGeometry(this.where, inShape, this.options.poolSize, this.options.strides, [1, 1], this.options.padding);
+  }
+
+  outputShape(inShape: readonly number[]): number[] {
+    const g = this.geometry(inShape);
+    return [g.h.out, g.w.out, g.channels];
+  }
 }

@@ -19,35 +19,22 @@
  * (wasm: both ~1 ms per 200k entries, GatherV2 ~30× slower).
  */
 import * as tf from '@tensorflow/tfjs';
-import type { ForwardOptions, ForwardRecord, ModuleDerivatives, ModuleParam } from './types';
+import type { ForwardOptions, ForwardRecord, ModuleDerivatives } from './types';
 import { assertStack, makeRecord } from './record';
-import { checkPoolingOptions, poolingGeometry, windowValidity, windowsChannelMajor, type Pooling2DOptions, type WindowGeometry } from './im2col';
+import { Pooling2DDerivatives, windowValidity, windowsChannelMajor, type Pooling2DOptions, type WindowGeometry } from './im2col';
 
 /** The most negative finite float32 (pads windows below every finite input). */
 const FLT_MAX = 3.4028234663852886e38;
 
-export class MaxPooling2DDerivatives implements ModuleDerivatives {
+export class MaxPooling2DDerivatives extends Pooling2DDerivatives implements ModuleDerivatives {
   readonly kind = 'MaxPooling2D';
-  readonly params: readonly ModuleParam[] = [];
   /** Largest flat index span handled in one float32 index computation (2^24; lowered only by tests). */
   static indexSpan = 2 ** 24;
   /** Backends whose ArgMax kernel returns the first maximum (others take the equality route; emptied only by tests). */
   static firstArgMaxBackends: readonly string[] = ['wasm', 'cpu'];
 
-  constructor(
-    readonly options: Pooling2DOptions,
-    private readonly where = 'MaxPooling2D',
-  ) {
-    checkPoolingOptions(where, options);
-  }
-
-  geometry(inShape: readonly number[]): WindowGeometry {
-    return poolingGeometry(this.where, this.options, inShape);
-  }
-
-  outputShape(inShape: readonly number[]): number[] {
-    const g = this.geometry(inShape);
-    return [g.h.out, g.w.out, g.channels];
+  constructor(options: Pooling2DOptions, where = 'MaxPooling2D') {
+    super(options, where);
   }
 
   forward(x: tf.Tensor, _opts: ForwardOptions): ForwardRecord {

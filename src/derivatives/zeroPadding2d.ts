@@ -6,8 +6,6 @@ import * as tf from '@tensorflow/tfjs';
 import type { ForwardOptions, ForwardRecord, ModuleDerivatives, ModuleParam } from './types';
 import { assertStack, makeRecord } from './record';
 
-export type Padding2D = readonly [readonly [number, number], readonly [number, number]];
-
 /** `p`, `[ph, pw]` or `[[top, bottom], [left, right]]` (tf.layers.zeroPadding2d's forms) → `[[t, b], [l, r]]`. */
 export function normalizePadding2D(padding: unknown, where: string): [[number, number], [number, number]] {
   const ok = (v: unknown): v is number => Number.isInteger(v) && (v as number) >= 0;

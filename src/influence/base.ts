@@ -32,6 +32,7 @@ import type { ParamInfo } from '../engine/params';
 import type { Selection } from '../operators/curvature';
 import { extractColumns, embedColumns } from '../operators/indices';
 import { ProgressLine, resolveProgress } from '../train/progress';
+import { checkInteger } from '../utils/options';
 import { coversAll, resolveBlocks, solveBlockwise, type InfluenceBlock } from './blocks';
 import { runAsync, runSync, type Co } from './coroutine';
 import { checkBatch, checkSource, countRows, eachChunk, isDataSource, withChunks, type Batch, type DataSource } from './data';
@@ -130,9 +131,7 @@ export abstract class InfluenceModel<O extends InfluenceOptions = InfluenceOptio
     }
     this.method = info.method;
     this.options = Object.freeze({ ...options });
-    const chunk = options.chunkSize ?? 256;
-    if (!Number.isInteger(chunk) || chunk < 1) throw new Error(`${where}: option 'chunkSize' must be an integer ≥ 1, got ${String(chunk)}.`);
-    this.chunkSize = chunk;
+    this.chunkSize = checkInteger(where, 'chunkSize', options.chunkSize ?? 256, 1);
     const r = resolveBlocks(model, options.blocks ?? info.defaultBlocks, options.regularization, where, info.positiveRegularization);
     this.selection = r.selection;
     this.blocks = r.blocks;

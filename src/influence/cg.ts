@@ -23,6 +23,7 @@ import { DiagonalOperator, LinearOperator, LowRankOperator } from '../operators/
 import { blockCg, blockCgAsync } from '../solvers/blockCg';
 import { cg, cgAsync } from '../solvers/cg';
 import type { SolveResult } from '../solvers/common';
+import { checkInteger } from '../utils/options';
 import {
   jacobiPreconditioner,
   jacobiPreconditionerAsync,
@@ -96,7 +97,7 @@ export class CgInfluence extends InfluenceModel<CgInfluenceOptions> {
       if (this.blocks.some((b) => !(b.regularization > 0))) throw new Error(`${w}: the Nyström preconditioner needs regularization > 0.`);
       const r = options.preconditionerRank;
       if (r !== undefined) {
-        if (!Number.isInteger(r) || r < 1) throw new Error(`${w}: option 'preconditionerRank' must be an integer ≥ 1, got ${String(r)}.`);
+        checkInteger(w, 'preconditionerRank', r, 1);
         const small = this.blocks.find((b) => r > b.size);
         if (small) throw new Error(`${w}: preconditionerRank ${r} is larger than the number of parameters of block '${small.name}' (${small.size}).`);
       }

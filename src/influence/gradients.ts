@@ -21,17 +21,10 @@
 import * as tf from '@tensorflow/tfjs';
 import type { ExtendedModel } from '../engine/extend';
 import type { ParamInfo } from '../engine/params';
-import type { ForwardRecord, LinearModuleDerivatives, ModuleDerivatives } from '../derivatives/types';
-import { isLinearModule } from '../derivatives/types';
+import type { ForwardRecord, ModuleDerivatives } from '../derivatives/types';
 import { perSampleKernelProduct } from '../derivatives/weightProducts';
-import { gradientFactors, type Selection } from '../operators/curvature';
+import { addSecondOrderTerms, batchScale, gradientFactors, rForward, splitStack, type Selection } from '../operators/curvature';
 import type { Batch } from '../operators/data';
-
-/** norm(B, C) / norm(1, C): the batch loss's per-sample terms → single-sample losses. */
-export function singleSampleScale(model: ExtendedModel, B: number): number {
-  const C = model.numOutputs;
-  return model.loss.normalizer(B, C) / model.loss.normalizer(1, C);
-}
 
 /** `[N, Dsel]`: ∇_θ ℓ_j of every row of the batch, over the selection in flat order. */
 export function perSampleGradients(model: ExtendedModel, sel: Selection, batch: Batch): tf.Tensor2D {
@@ -65,51 +58,19 @@ export function mixedInputGradients(model: ExtendedModel, sel: Selection, batch:
   const mods = model.modules.map((m) => m.derivatives);
   return tf.tidy(() => {
     const K = V.shape[0];
-    const parts = sel.params.length === 1 ? [V] : tf.split(V, sel.params.map((p) => p.size), 1);
-    const vOf = new Map<number, tf.Tensor>();
-    sel.params.forEach((p, i) => vOf.set(p.index, tf.reshape(parts[i] as tf.Tensor, [K, ...p.shape])));
-    // Forward with R-values (R{x} = 0 at the input: the direction is in θ only).
-    const recs: ForwardRecord[] = [];
-    const Rin: (tf.Tensor | undefined)[] = [];
-    let h: tf.Tensor = batch.x;
-    let Rh: tf.Tensor | undefined;
-    mods.forEach((d, i) => {
-      let rec = d.forward(h, { training: false });
-      if (rec.output === h) rec = { ...rec, output: tf.clone(h) };
-      recs.push(rec);
-      Rin.push(Rh);
-      let Rout = Rh === undefined ? undefined : d.jacMatProd(rec, Rh);
-      for (const p of sel.byModule[i] as readonly ParamInfo[]) {
-        const t = (d as LinearModuleDerivatives).paramJacMatProd(rec, p.role, vOf.get(p.index) as tf.Tensor);
-        Rout = Rout === undefined ? t : tf.add(Rout, t);
-      }
-      Rh = Rout;
-      h = rec.output;
-    });
-    const f = h as tf.Tensor2D;
+    const vOf = splitStack(sel, V);
+    const { recs, Rin, f, Rf } = rForward(mods, sel, batch.x, vOf);
     const targets = model.loss.prepareTargets(f, batch.y);
-    let RD: tf.Tensor = model.loss.hessianMatProd(f, targets, Rh as tf.Tensor3D); // [K, N, C]
+    let RD: tf.Tensor = model.loss.hessianMatProd(f, targets, Rf); // [K, N, C]
     let delta: tf.Tensor = model.loss.gradient(f, targets); // [N, C]
     for (let i = mods.length - 1; i >= 0; i--) {
       const d = mods[i] as ModuleDerivatives;
       const rec = recs[i] as ForwardRecord;
-      const Rx = Rin[i];
-      let RDin = d.jacTMatProd(rec, RD);
-      if (d.residualDiag !== undefined && Rx !== undefined) {
-        RDin = tf.add(RDin, tf.mul(tf.expandDims(d.residualDiag(rec, delta), 0), Rx));
-      }
-      const kp = (sel.byModule[i] as readonly ParamInfo[]).find((p) => p.role === 'kernel');
-      if (kp !== undefined && isLinearModule(d)) {
-        const vk = vOf.get(kp.index) as tf.Tensor;
-        const d1 = tf.expandDims(delta, 0);
-        const terms = (K === 1 ? [tf.reshape(vk, kp.shape as number[])] : tf.unstack(vk)).map((k) => d.jacTMatProdWithKernel(rec, d1, k));
-        RDin = tf.add(RDin, terms.length === 1 ? (terms[0] as tf.Tensor) : tf.concat(terms, 0));
-      }
+      RD = addSecondOrderTerms(d.jacTMatProd(rec, RD), d, rec, Rin[i], delta, sel.byModule[i] as readonly ParamInfo[], vOf);
       if (i > 0) delta = tf.reshape(d.jacTMatProd(rec, tf.expandDims(delta, 0)), rec.input.shape);
-      RD = RDin;
     }
     const N = batch.x.shape[0] as number;
-    return tf.mul(tf.reshape(RD, [K, N, ...model.inputShape]), singleSampleScale(model, N));
+    return tf.mul(tf.reshape(RD, [K, N, ...model.inputShape]), batchScale(model, N));
   });
 }
 

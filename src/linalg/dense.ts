@@ -220,11 +220,6 @@ export function orthonormalize(a: ArrayLike<number>, m: number, n: number): Floa
   return qr(a, m, n).q;
 }
 
-/** Copies any ArrayLike into a fresh Float64Array (so that inputs are never aliased). */
-export function toF64(a: ArrayLike<number>): Float64Array {
-  return Float64Array.from(a as ArrayLike<number>);
-}
-
 /** Read-only float64 view: the array itself if it already is a Float64Array, else a copy. */
 export function asF64(a: ArrayLike<number>): Float64Array {
   return a instanceof Float64Array ? a : Float64Array.from(a as ArrayLike<number>);

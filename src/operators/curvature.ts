@@ -38,7 +38,7 @@ import type { ForwardRecord, LinearModuleDerivatives, ModuleDerivatives } from '
 import { isLinearModule } from '../derivatives/types';
 import { summedKernelProduct } from '../derivatives/weightProducts';
 import { Rng } from '../utils/random';
-import { BatchStream, type Batch, type DataSource } from './data';
+import { BatchStream, sumOverBatches, type Batch, type DataSource } from './data';
 import { toIndexSet, type IndexSet, type IndexSpec } from './indices';
 import { LinearOperator } from './linearOperator';
 
@@ -112,7 +112,7 @@ function recordForward(mods: readonly ModuleDerivatives[], x: tf.Tensor): Forwar
 }
 
 /** Per-parameter views `[K, ...shape]` of a stack `[K, size]` over the selection. */
-function splitStack(sel: Selection, V: tf.Tensor2D): Map<number, tf.Tensor> {
+export function splitStack(sel: Selection, V: tf.Tensor2D): Map<number, tf.Tensor> {
   const K = V.shape[0];
   const parts = sel.params.length === 1 ? [V] : tf.split(V, sel.params.map((p) => p.size), 1);
   const out = new Map<number, tf.Tensor>();
@@ -126,8 +126,8 @@ function joinStack(sel: Selection, parts: Map<number, tf.Tensor>, K: number): tf
   return (flat.length === 1 ? flat[0] : tf.concat(flat, 1)) as tf.Tensor2D;
 }
 
-/** `norm(B, C) / norm(1, C)`: batch loss → Σ_j ℓ_j. */
-function batchScale(model: ExtendedModel, B: number): number {
+/** `norm(B, C) / norm(1, C)`: the batch loss's per-sample terms → single-sample losses ℓ_j. */
+export function batchScale(model: ExtendedModel, B: number): number {
   const C = model.numOutputs;
   return model.loss.normalizer(B, C) / model.loss.normalizer(1, C);
 }
@@ -156,6 +156,67 @@ function crossKernelTerm(d: LinearModuleDerivatives, rec: ForwardRecord, Rx: tf.
 }
 
 /**
+ * Pearlmutter's forward pass with R-values (inside the caller's tidy): every
+ * module's record, the R-value of its input `Rin[i]` (undefined while it is
+ * 0: R{x} = 0, the direction is in θ only) and of the output `Rf [K, N, C]`,
+ * R{h_i} = J_i R{h_{i−1}} + (∂h_i/∂θ_i) v_i with v_i = vOf(θ_i) `[K, ...shape]`.
+ */
+export function rForward(
+  mods: readonly ModuleDerivatives[],
+  sel: Selection,
+  x: tf.Tensor,
+  vOf: Map<number, tf.Tensor>,
+): { recs: ForwardRecord[]; Rin: (tf.Tensor | undefined)[]; f: tf.Tensor2D; Rf: tf.Tensor3D } {
+  const recs: ForwardRecord[] = [];
+  const Rin: (tf.Tensor | undefined)[] = [];
+  let h = x;
+  let Rh: tf.Tensor | undefined;
+  mods.forEach((d, i) => {
+    let rec = d.forward(h, { training: false });
+    if (rec.output === h) rec = { ...rec, output: tf.clone(h) };
+    recs.push(rec);
+    Rin.push(Rh);
+    let Rout = Rh === undefined ? undefined : d.jacMatProd(rec, Rh);
+    for (const p of sel.byModule[i] as readonly ParamInfo[]) {
+      const t = (d as LinearModuleDerivatives).paramJacMatProd(rec, p.role, vOf.get(p.index) as tf.Tensor);
+      Rout = Rout === undefined ? t : tf.add(Rout, t);
+    }
+    Rh = Rout;
+    h = rec.output;
+  });
+  return { recs, Rin, f: h as tf.Tensor2D, Rf: Rh as tf.Tensor3D };
+}
+
+/**
+ * `RDin` (= J_iᵀ R{δ_out}) plus the second-order terms of R{δ_in} for the
+ * exact Hessian: `(φ''(x) ⊙ δ_out) ⊙ R{x}` (elementwise modules) and
+ * `J_i(v_kernel)ᵀ δ_out` (Dense/Conv2D with a selected kernel). `delta` is
+ * δ_out `[N, ...out]`, `params` the module's selected parameters.
+ */
+export function addSecondOrderTerms(
+  RDin: tf.Tensor,
+  d: ModuleDerivatives,
+  rec: ForwardRecord,
+  Rx: tf.Tensor | undefined,
+  delta: tf.Tensor,
+  params: readonly ParamInfo[],
+  vOf: Map<number, tf.Tensor>,
+): tf.Tensor {
+  let out = RDin;
+  if (d.residualDiag !== undefined && Rx !== undefined) {
+    out = tf.add(out, tf.mul(tf.expandDims(d.residualDiag(rec, delta), 0), Rx));
+  }
+  const kp = params.find((p) => p.role === 'kernel');
+  if (kp !== undefined && isLinearModule(d)) {
+    const vk = vOf.get(kp.index) as tf.Tensor;
+    const d1 = tf.expandDims(delta, 0);
+    const terms = (vk.shape[0] === 1 ? [tf.reshape(vk, kp.shape as number[])] : tf.unstack(vk)).map((k) => d.jacTMatProdWithKernel(rec, d1, k));
+    out = tf.add(out, terms.length === 1 ? (terms[0] as tf.Tensor) : tf.concat(terms, 0));
+  }
+  return out;
+}
+
+/**
  * Product of a stack V `[K, size]` with the Hessian (`exact`) or GGN of
  * Σ_{j∈batch} ℓ_j, restricted to the selection. Pure function of the batch
  * (everything intermediate is disposed).
@@ -166,27 +227,9 @@ export function curvatureBatchProduct(model: ExtendedModel, exact: boolean, sel:
   return tf.tidy(() => {
     const K = V.shape[0];
     const vOf = splitStack(sel, V);
-    // Forward with R-values.
-    const recs: ForwardRecord[] = [];
-    const Rin: (tf.Tensor | undefined)[] = [];
-    let h = batch.x;
-    let Rh: tf.Tensor | undefined;
-    mods.forEach((d, i) => {
-      let rec = d.forward(h, { training: false });
-      if (rec.output === h) rec = { ...rec, output: tf.clone(h) };
-      recs.push(rec);
-      Rin.push(Rh);
-      let Rout = Rh === undefined ? undefined : d.jacMatProd(rec, Rh);
-      for (const p of sel.byModule[i] as readonly ParamInfo[]) {
-        const t = (d as LinearModuleDerivatives).paramJacMatProd(rec, p.role, vOf.get(p.index) as tf.Tensor);
-        Rout = Rout === undefined ? t : tf.add(Rout, t);
-      }
-      Rh = Rout;
-      h = rec.output;
-    });
-    const f = h as tf.Tensor2D;
+    const { recs, Rin, f, Rf } = rForward(mods, sel, batch.x, vOf);
     const targets = model.loss.prepareTargets(f, batch.y);
-    let RD: tf.Tensor = model.loss.hessianMatProd(f, targets, Rh as tf.Tensor3D); // [K, N, C]
+    let RD: tf.Tensor = model.loss.hessianMatProd(f, targets, Rf); // [K, N, C]
     let delta: tf.Tensor | undefined = exact ? model.loss.gradient(f, targets) : undefined; // [N, C]
     const out = new Map<number, tf.Tensor>();
     for (let i = mods.length - 1; i >= sel.firstModule; i--) {
@@ -207,16 +250,7 @@ export function curvatureBatchProduct(model: ExtendedModel, exact: boolean, sel:
       let RDin = d.jacTMatProd(rec, RD);
       if (exact) {
         const dl = delta as tf.Tensor;
-        if (d.residualDiag !== undefined && Rx !== undefined) {
-          RDin = tf.add(RDin, tf.mul(tf.expandDims(d.residualDiag(rec, dl), 0), Rx));
-        }
-        const kp = (sel.byModule[i] as readonly ParamInfo[]).find((p) => p.role === 'kernel');
-        if (kp !== undefined && isLinearModule(d)) {
-          const vk = vOf.get(kp.index) as tf.Tensor;
-          const d1 = tf.expandDims(dl, 0);
-          const terms = (K === 1 ? [tf.reshape(vk, kp.shape as number[])] : tf.unstack(vk)).map((k) => d.jacTMatProdWithKernel(rec, d1, k));
-          RDin = tf.add(RDin, terms.length === 1 ? (terms[0] as tf.Tensor) : tf.concat(terms, 0));
-        }
+        RDin = addSecondOrderTerms(RDin, d, rec, Rx, dl, sel.byModule[i] as readonly ParamInfo[], vOf);
         delta = tf.reshape(d.jacTMatProd(rec, tf.expandDims(dl, 0)), rec.input.shape);
       }
       RD = RDin;
@@ -365,14 +399,6 @@ export class CurvatureOperator extends LinearOperator implements SampledOperator
     return out;
   }
 
-  private accumulate(acc: tf.Tensor2D | undefined, b: Batch, V: tf.Tensor2D): tf.Tensor2D {
-    const R = this.batchProductSum(b, V);
-    if (acc === undefined) return R;
-    const next = tf.add(acc, R) as tf.Tensor2D;
-    tf.dispose([acc, R]);
-    return next;
-  }
-
   private finish(acc: tf.Tensor2D | undefined, rows: number): tf.Tensor2D {
     if (acc === undefined || rows === 0) {
       acc?.dispose();
@@ -387,31 +413,13 @@ export class CurvatureOperator extends LinearOperator implements SampledOperator
     if (this.stream.isAsync) {
       throw new Error(`${this.name} streams a tf.data.Dataset: use applyAsync (and the async solvers: cgAsync, …), or pass in-memory { x, y } data.`);
     }
-    let acc: tf.Tensor2D | undefined;
-    let rows = 0;
-    try {
-      rows = this.stream.forEach((b) => {
-        acc = this.accumulate(acc, b, V);
-      });
-    } catch (e) {
-      (acc as tf.Tensor2D | undefined)?.dispose();
-      throw e;
-    }
-    return this.finish(acc, rows);
+    const { sum, rows } = this.stream.run(sumOverBatches((b) => this.batchProductSum(b, V)));
+    return this.finish(sum, rows);
   }
 
   override async matmatAsync(V: tf.Tensor2D): Promise<tf.Tensor2D> {
-    let acc: tf.Tensor2D | undefined;
-    let rows = 0;
-    try {
-      rows = await this.stream.forEachAsync((b) => {
-        acc = this.accumulate(acc, b, V);
-      });
-    } catch (e) {
-      (acc as tf.Tensor2D | undefined)?.dispose();
-      throw e;
-    }
-    return this.finish(acc, rows);
+    const { sum, rows } = await this.stream.runAsync(sumOverBatches((b) => this.batchProductSum(b, V)));
+    return this.finish(sum, rows);
   }
 
   sampledMatmat(V: tf.Tensor2D, rng: Rng, batchSize: number): tf.Tensor2D {

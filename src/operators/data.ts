@@ -30,6 +30,35 @@ export type DatasetBatch = { xs: tf.Tensor; ys: tf.Tensor } | { x: tf.Tensor; y:
 
 export type DataSource = ArrayData | readonly Batch[] | tf.data.Dataset<DatasetBatch>;
 
+/**
+ * A computation that makes passes over the data, written once for both
+ * drivers (`BatchStream.run` / `runAsync`): for each pass it yields the
+ * function to call on every batch (with the batch's index in the pass) and
+ * receives the number of rows seen. Errors are thrown back into it, so its
+ * `finally` blocks free what it holds.
+ */
+export type DataPasses<R> = Generator<(b: Batch, index: number) => void, R, number>;
+
+/** One pass summing `f(b)` over the batches (the partial sum is freed on error); `sum` is undefined for no batches. */
+export function* sumOverBatches(f: (b: Batch) => tf.Tensor2D): DataPasses<{ sum: tf.Tensor2D | undefined; rows: number }> {
+  let sum: tf.Tensor2D | undefined;
+  try {
+    const rows = yield (b) => {
+      const R = f(b);
+      if (sum === undefined) sum = R;
+      else {
+        const next = tf.add(sum, R) as tf.Tensor2D;
+        tf.dispose([sum, R]);
+        sum = next;
+      }
+    };
+    return { sum, rows };
+  } catch (e) {
+    sum?.dispose();
+    throw e;
+  }
+}
+
 /** A batch handed to a consumer; `owned` batches are disposed by the stream after use. */
 interface StreamBatch extends Batch {
   readonly owned: boolean;
@@ -177,6 +206,42 @@ export class BatchStream {
     }
     if (rows === 0) throw new Error('the dataset is empty (it yielded no rows); an operator averaged over data needs at least one data point.');
     return rows;
+  }
+
+  /** Drive `passes` with `forEach` (sync data only). */
+  run<R>(passes: DataPasses<R>): R {
+    let step = passes.next();
+    while (!step.done) {
+      const f = step.value;
+      let rows: number;
+      try {
+        let i = 0;
+        rows = this.forEach((b) => f(b, i++));
+      } catch (e) {
+        step = passes.throw(e);
+        continue;
+      }
+      step = passes.next(rows);
+    }
+    return step.value;
+  }
+
+  /** Drive `passes` with `forEachAsync` (any data). */
+  async runAsync<R>(passes: DataPasses<R>): Promise<R> {
+    let step = passes.next();
+    while (!step.done) {
+      const f = step.value;
+      let rows: number;
+      try {
+        let i = 0;
+        rows = await this.forEachAsync((b) => f(b, i++));
+      } catch (e) {
+        step = passes.throw(e);
+        continue;
+      }
+      step = passes.next(rows);
+    }
+    return step.value;
   }
 
   /**

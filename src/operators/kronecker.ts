@@ -26,19 +26,17 @@ import type { ExtendedModel } from '../engine/extend';
 import type { Extension, ParamContext } from '../engine/extension';
 import type { ParamInfo, ParamRef } from '../engine/params';
 import { SqrtGgnExactQuantity } from '../engine/quantity';
-import { sumSquaredKernelProduct } from '../derivatives/weightProducts';
 import { KFAC, KFLR } from '../../extensions/secondorder/index';
 import {
   kroneckerApply,
   kroneckerEigen,
   kroneckerInverseApply,
-  positionSums,
   type KroneckerEigen,
   type KroneckerFactors,
 } from '../../extensions/secondorder/kroneckerFactors';
-import { ekfacApply, ekfacInverseApply, type EkfacResult } from '../../extensions/secondorder/ekfac';
-import { selectParams } from './curvature';
-import { BatchStream, type Batch, type DataSource } from './data';
+import { ekfacApply, ekfacInverseApply, ekfacScaling, type EkfacResult } from '../../extensions/secondorder/ekfac';
+import { batchScale, selectParams } from './curvature';
+import { BatchStream, type Batch, type DataPasses, type DataSource } from './data';
 import { BlockDiagonalOperator, LinearOperator } from './linearOperator';
 
 /** Tensors shared by an operator and its inverses (freed when the last user is disposed). */
@@ -71,31 +69,47 @@ function inParamLayout(V: tf.Tensor2D, shape: readonly number[], f: (v: tf.Tenso
   return tf.tidy(() => tf.reshape(f(tf.reshape(V, [V.shape[0], ...shape])), V.shape) as tf.Tensor2D);
 }
 
-/** One parameter's Kronecker block: `kron(A, G)` (kernel) or `G` (bias). */
-export class KroneckerBlock extends LinearOperator {
-  readonly name: string;
+/**
+ * An operator on one parameter's coordinates, `v ↦ product(v)` in the
+ * parameter's layout, holding one reference to tensors shared with related
+ * operators (a block and its inverses).
+ */
+class SharedParamBlock<T extends tf.TensorContainer> extends LinearOperator {
   readonly size: number;
-  private readonly shared: Shared<KroneckerFactors>;
-  private eigen: KroneckerEigen | undefined;
   private disposed = false;
 
   constructor(
+    readonly name: string,
     readonly param: ParamInfo,
-    factors: KroneckerFactors | Shared<KroneckerFactors>,
+    protected readonly shared: Shared<T>,
+    private readonly product: (v: tf.Tensor) => tf.Tensor,
   ) {
     super();
-    this.shared = factors instanceof Shared ? factors.retain() : new Shared(factors);
     this.size = param.size;
-    this.name = `Kronecker(${param.name})`;
-  }
-
-  get factors(): KroneckerFactors {
-    return this.shared.value;
   }
 
   matmat(V: tf.Tensor2D): tf.Tensor2D {
     if (this.disposed) throw new Error(`${this.name}: used after dispose().`);
-    return inParamLayout(V, this.param.shape, (v) => kroneckerApply(this.shared.value, v));
+    return inParamLayout(V, this.param.shape, this.product);
+  }
+
+  override dispose(): void {
+    if (this.disposed) return;
+    this.disposed = true;
+    this.shared.release();
+  }
+}
+
+/** One parameter's Kronecker block: `kron(A, G)` (kernel) or `G` (bias). Owns the factors. */
+export class KroneckerBlock extends SharedParamBlock<KroneckerFactors> {
+  private eigen: KroneckerEigen | undefined;
+
+  constructor(param: ParamInfo, factors: KroneckerFactors) {
+    super(`Kronecker(${param.name})`, param, new Shared(factors), (v) => kroneckerApply(factors, v));
+  }
+
+  get factors(): KroneckerFactors {
+    return this.shared.value;
   }
 
   override get hasInverse(): boolean {
@@ -111,59 +125,18 @@ export class KroneckerBlock extends LinearOperator {
   override inverse(damping: number): LinearOperator {
     checkInverseDamping(`${this.name}.inverse`, damping);
     const eig = this.eigendecomposition();
-    const shared = this.shared;
-    const param = this.param;
-    return new (class extends LinearOperator {
-      readonly name = `(${param.name} Kronecker + ${damping}·I)⁻¹`;
-      readonly size = param.size;
-      private gone = false;
-      constructor() {
-        super();
-        shared.retain();
-      }
-      matmat(V: tf.Tensor2D): tf.Tensor2D {
-        if (this.gone) throw new Error(`${this.name}: used after dispose().`);
-        return inParamLayout(V, param.shape, (v) => kroneckerInverseApply(eig, v, damping));
-      }
-      override dispose(): void {
-        if (this.gone) return;
-        this.gone = true;
-        shared.release();
-      }
-    })();
-  }
-
-  override dispose(): void {
-    if (this.disposed) return;
-    this.disposed = true;
-    this.shared.release();
+    return new SharedParamBlock(`(${this.param.name} Kronecker + ${damping}·I)⁻¹`, this.param, this.shared.retain(), (v) => kroneckerInverseApply(eig, v, damping));
   }
 }
 
-/** One parameter's EKFAC block `Q diag(lambda) Qᵀ`. */
-export class EkfacBlock extends LinearOperator {
-  readonly name: string;
-  readonly size: number;
-  private readonly shared: Shared<EkfacResult>;
-  private disposed = false;
-
-  constructor(
-    readonly param: ParamInfo,
-    result: EkfacResult | Shared<EkfacResult>,
-  ) {
-    super();
-    this.shared = result instanceof Shared ? result.retain() : new Shared(result);
-    this.size = param.size;
-    this.name = `EKFAC(${param.name})`;
+/** One parameter's EKFAC block `Q diag(lambda) Qᵀ`. Owns the result. */
+export class EkfacBlock extends SharedParamBlock<EkfacResult> {
+  constructor(param: ParamInfo, result: EkfacResult) {
+    super(`EKFAC(${param.name})`, param, new Shared(result), (v) => ekfacApply(result, v));
   }
 
   get result(): EkfacResult {
     return this.shared.value;
-  }
-
-  matmat(V: tf.Tensor2D): tf.Tensor2D {
-    if (this.disposed) throw new Error(`${this.name}: used after dispose().`);
-    return inParamLayout(V, this.param.shape, (v) => ekfacApply(this.shared.value, v));
   }
 
   override get hasInverse(): boolean {
@@ -172,32 +145,8 @@ export class EkfacBlock extends LinearOperator {
 
   override inverse(damping: number): LinearOperator {
     checkInverseDamping(`${this.name}.inverse`, damping);
-    const shared = this.shared;
-    const param = this.param;
-    return new (class extends LinearOperator {
-      readonly name = `(${param.name} EKFAC + ${damping}·I)⁻¹`;
-      readonly size = param.size;
-      private gone = false;
-      constructor() {
-        super();
-        shared.retain();
-      }
-      matmat(V: tf.Tensor2D): tf.Tensor2D {
-        if (this.gone) throw new Error(`${this.name}: used after dispose().`);
-        return inParamLayout(V, param.shape, (v) => ekfacInverseApply(shared.value, v, damping));
-      }
-      override dispose(): void {
-        if (this.gone) return;
-        this.gone = true;
-        shared.release();
-      }
-    })();
-  }
-
-  override dispose(): void {
-    if (this.disposed) return;
-    this.disposed = true;
-    this.shared.release();
+    const result = this.shared.value;
+    return new SharedParamBlock(`(${this.param.name} EKFAC + ${damping}·I)⁻¹`, this.param, this.shared.retain(), (v) => ekfacInverseApply(result, v, damping));
   }
 }
 
@@ -238,25 +187,20 @@ export interface EkfacOperatorOptions extends KroneckerOperatorOptions {
   correction?: 'ggn' | 'empiricalFisher';
 }
 
-/** Weighted running sums over batches (float32 tensors; divided by P at the end). */
+/** `map[key] += w·t` (a new tensor; the previous sum is freed). */
+function addWeighted(map: Map<number, tf.Tensor>, key: number, t: tf.Tensor, w: number): void {
+  const prev = map.get(key);
+  map.set(key, tf.tidy(() => (prev === undefined ? tf.mul(t, w) : tf.add(prev, tf.mul(t, w)))));
+  prev?.dispose();
+}
+
+/** Weighted running sums of the factors over batches (float32 tensors; divided by P at the end). */
 class FactorSums {
-  readonly A = new Map<number, tf.Tensor2D>();
-  readonly G = new Map<number, tf.Tensor2D>();
-  rows = 0;
-  add(map: Map<number, tf.Tensor2D>, key: number, t: tf.Tensor, w: number): void {
-    const prev = map.get(key);
-    const next = tf.tidy(() => (prev === undefined ? tf.mul(t, w) : tf.add(prev, tf.mul(t, w))) as tf.Tensor2D);
-    prev?.dispose();
-    map.set(key, next);
-  }
+  readonly A = new Map<number, tf.Tensor>();
+  readonly G = new Map<number, tf.Tensor>();
   dispose(): void {
     tf.dispose([...this.A.values(), ...this.G.values()]);
   }
-}
-
-function batchScale(model: ExtendedModel, B: number): number {
-  const C = model.numOutputs;
-  return model.loss.normalizer(B, C) / model.loss.normalizer(1, C);
 }
 
 interface Plan {
@@ -289,54 +233,47 @@ function addFactors(p: Plan, sums: FactorSums, b: Batch, index: number): void {
     const c = batchScale(p.model, B);
     for (const q of p.params) {
       const f = r.get(ext, q) as KroneckerFactors;
-      if ('A' in f && f.A !== undefined) sums.add(sums.A, q.index, f.A, B);
-      sums.add(sums.G, q.index, f.G, c);
+      if ('A' in f && f.A !== undefined) addWeighted(sums.A, q.index, f.A, B);
+      addWeighted(sums.G, q.index, f.G, c);
     }
   } finally {
     r.dispose();
   }
-  sums.rows += B;
 }
 
-function finishFactors(p: Plan, sums: FactorSums): Map<number, KroneckerFactors> {
-  if (sums.rows === 0) throw new Error('the data is empty; Kronecker factors need at least one data point.');
-  const out = new Map<number, KroneckerFactors>();
-  for (const q of p.params) {
-    const G = tf.div(sums.G.get(q.index) as tf.Tensor2D, sums.rows) as tf.Tensor2D;
-    const A = sums.A.get(q.index);
-    out.set(q.index, A === undefined ? { G } : { A: tf.div(A, sums.rows) as tf.Tensor2D, G });
+/** Pass 1 (KFAC/KFLR and EKFAC): the factors averaged over the data. */
+function* factorPass(p: Plan): DataPasses<Map<number, KroneckerFactors>> {
+  const sums = new FactorSums();
+  try {
+    const rows = yield (b, index) => addFactors(p, sums, b, index);
+    if (rows === 0) throw new Error('the data is empty; Kronecker factors need at least one data point.');
+    const out = new Map<number, KroneckerFactors>();
+    for (const q of p.params) {
+      const G = tf.div(sums.G.get(q.index) as tf.Tensor, rows) as tf.Tensor2D;
+      const A = sums.A.get(q.index);
+      out.set(q.index, A === undefined ? { G } : { A: tf.div(A, rows) as tf.Tensor2D, G });
+    }
+    return out;
+  } finally {
+    sums.dispose();
   }
-  return out;
 }
 
-function kroneckerFromFactors(p: Plan, factors: Map<number, KroneckerFactors>): KroneckerOperator {
+function* kroneckerPasses(p: Plan): DataPasses<KroneckerOperator> {
+  const factors = yield* factorPass(p);
   return new ParamBlockOperator(p.params.map((q) => new KroneckerBlock(q, factors.get(q.index) as KroneckerFactors)));
 }
 
 /** KFAC/KFLR operator over in-memory data. */
 export function kroneckerOperator(model: ExtendedModel, data: DataSource, options: KroneckerOperatorOptions = {}): KroneckerOperator {
   const p = plan('kroneckerOperator', model, data, options);
-  const sums = new FactorSums();
-  try {
-    let i = 0;
-    p.stream.forEach((b) => addFactors(p, sums, b, i++));
-    return kroneckerFromFactors(p, finishFactors(p, sums));
-  } finally {
-    sums.dispose();
-  }
+  return p.stream.run(kroneckerPasses(p));
 }
 
 /** KFAC/KFLR operator over any data (streams a tf.data.Dataset). */
 export async function kroneckerOperatorAsync(model: ExtendedModel, data: DataSource, options: KroneckerOperatorOptions = {}): Promise<KroneckerOperator> {
   const p = plan('kroneckerOperatorAsync', model, data, options);
-  const sums = new FactorSums();
-  try {
-    let i = 0;
-    await p.stream.forEachAsync((b) => addFactors(p, sums, b, i++));
-    return kroneckerFromFactors(p, finishFactors(p, sums));
-  } finally {
-    sums.dispose();
-  }
+  return p.stream.runAsync(kroneckerPasses(p));
 }
 
 /** A Kronecker operator from per-parameter factors (e.g. a KFLR/KFAC extension result); copies them. */
@@ -372,16 +309,7 @@ class EkfacCorrection implements Extension<tf.Tensor> {
     const basis = this.bases.get(ctx.param.name);
     if (basis === undefined) return undefined;
     const stack = this.correction === 'ggn' ? ctx.value(this.sqrt) : ctx.gradStack();
-    return tf.tidy(() => {
-      if (ctx.param.role === 'bias') return tf.sum(tf.square(tf.matMul(positionSums(ctx.module, stack), basis.UG)), 0);
-      const X = ctx.unfoldedInput();
-      const [N, T, I] = X.shape;
-      const Xr = tf.reshape(tf.matMul(tf.reshape(X, [N * T, I]), basis.UA as tf.Tensor2D), [N, T, I]) as tf.Tensor3D;
-      const D = ctx.module.foldOutput(stack);
-      const [V, , , O] = D.shape;
-      const Dr = tf.reshape(tf.matMul(tf.reshape(D, [V * N * T, O]), basis.UG), [V, N, T, O]) as tf.Tensor4D;
-      return sumSquaredKernelProduct(Xr, Dr);
-    });
+    return ekfacScaling(ctx, stack, basis.UA, basis.UG);
   }
 }
 
@@ -391,12 +319,7 @@ function addCorrection(p: Plan, ext: EkfacCorrection, sums: Map<number, tf.Tenso
   const w = (p.options.correction ?? 'ggn') === 'ggn' ? c : c * c;
   const r = p.model.backward(b.x, b.y, { extensions: [ext], training: false, seed: (p.options.seed ?? 0) + index });
   try {
-    for (const q of p.params) {
-      const t = r.get(ext, q) as tf.Tensor;
-      const prev = sums.get(q.index);
-      sums.set(q.index, tf.tidy(() => (prev === undefined ? tf.mul(t, w) : tf.add(prev, tf.mul(t, w)))));
-      prev?.dispose();
-    }
+    for (const q of p.params) addWeighted(sums, q.index, r.get(ext, q) as tf.Tensor, w);
   } finally {
     r.dispose();
   }
@@ -427,56 +350,35 @@ function eigenbases(p: Plan, factors: Map<number, KroneckerFactors>): Map<number
   return eigs;
 }
 
-/** EKFAC operator over in-memory data (two passes). */
-export function ekfacOperator(model: ExtendedModel, data: DataSource, options: EkfacOperatorOptions = {}): EkfacOperator {
-  const p = plan('ekfacOperator', model, data, options);
-  const sums = new FactorSums();
-  let factors: Map<number, KroneckerFactors> | undefined;
+/** Pass 1: the factors and their eigenbases; pass 2: the corrected eigenvalues in those bases. */
+function* ekfacPasses(p: Plan): DataPasses<EkfacOperator> {
+  const factors = yield* factorPass(p);
   let eigs: Map<number, KroneckerEigen> | undefined;
   const corr = new Map<number, tf.Tensor>();
   let done = false;
   try {
-    let i = 0;
-    p.stream.forEach((b) => addFactors(p, sums, b, i++));
-    factors = finishFactors(p, sums);
-    eigs = eigenbases(p, factors);
-    const ext = new EkfacCorrection(new Map(p.params.map((q) => [q.name, (eigs as Map<number, KroneckerEigen>).get(q.index) as KroneckerEigen])), options.correction ?? 'ggn');
-    i = 0;
-    const rows = p.stream.forEach((b) => addCorrection(p, ext, corr, b, i++));
-    const op = ekfacFrom(p, eigs, corr, rows);
+    const bases = eigenbases(p, factors);
+    eigs = bases;
+    const ext = new EkfacCorrection(new Map(p.params.map((q) => [q.name, bases.get(q.index) as KroneckerEigen])), p.options.correction ?? 'ggn');
+    const rows = yield (b, index) => addCorrection(p, ext, corr, b, index);
+    const op = ekfacFrom(p, bases, corr, rows);
     done = true;
     return op;
   } finally {
-    sums.dispose();
     tf.dispose([...corr.values()]);
-    if (factors) tf.dispose([...factors.values()] as unknown as tf.TensorContainer);
+    tf.dispose([...factors.values()] as unknown as tf.TensorContainer);
     if (!done && eigs) tf.dispose([...eigs.values()] as unknown as tf.TensorContainer);
   }
+}
+
+/** EKFAC operator over in-memory data (two passes). */
+export function ekfacOperator(model: ExtendedModel, data: DataSource, options: EkfacOperatorOptions = {}): EkfacOperator {
+  const p = plan('ekfacOperator', model, data, options);
+  return p.stream.run(ekfacPasses(p));
 }
 
 /** EKFAC operator over any data (streams a tf.data.Dataset twice). */
 export async function ekfacOperatorAsync(model: ExtendedModel, data: DataSource, options: EkfacOperatorOptions = {}): Promise<EkfacOperator> {
   const p = plan('ekfacOperatorAsync', model, data, options);
-  const sums = new FactorSums();
-  let factors: Map<number, KroneckerFactors> | undefined;
-  let eigs: Map<number, KroneckerEigen> | undefined;
-  const corr = new Map<number, tf.Tensor>();
-  let done = false;
-  try {
-    let i = 0;
-    await p.stream.forEachAsync((b) => addFactors(p, sums, b, i++));
-    factors = finishFactors(p, sums);
-    eigs = eigenbases(p, factors);
-    const ext = new EkfacCorrection(new Map(p.params.map((q) => [q.name, (eigs as Map<number, KroneckerEigen>).get(q.index) as KroneckerEigen])), options.correction ?? 'ggn');
-    i = 0;
-    const rows = await p.stream.forEachAsync((b) => addCorrection(p, ext, corr, b, i++));
-    const op = ekfacFrom(p, eigs, corr, rows);
-    done = true;
-    return op;
-  } finally {
-    sums.dispose();
-    tf.dispose([...corr.values()]);
-    if (factors) tf.dispose([...factors.values()] as unknown as tf.TensorContainer);
-    if (!done && eigs) tf.dispose([...eigs.values()] as unknown as tf.TensorContainer);
-  }
+  return p.stream.runAsync(ekfacPasses(p));
 }

@@ -15,6 +15,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { eigh } from '../linalg/eigh';
+import { checkInteger } from '../utils/options';
 import {
   embedColumns,
   extractColumns,
@@ -135,9 +136,7 @@ export abstract class LinearOperator {
   }
 
   private static chunkOf(options: ToDenseOptions): number {
-    const c = options.chunk ?? 32;
-    if (!Number.isInteger(c) || c < 1) throw new Error(`toDense: option 'chunk' must be an integer ≥ 1, got ${c}.`);
-    return c;
+    return checkInteger('toDense', 'chunk', options.chunk ?? 32, 1);
   }
 
   /** Store the columns `A e_j` (rows of R) into the row-major matrix. */

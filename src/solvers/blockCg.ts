@@ -19,24 +19,20 @@
 import * as tf from '@tensorflow/tfjs';
 import { cholesky, choleskySolve } from '../linalg/cholesky';
 import { eigh } from '../linalg/eigh';
-import { fromStack, LinearOperator } from '../operators/linearOperator';
 import {
-  asOperator,
   checkFiniteValues,
-  checkInteger,
   checkNumber,
   combineRows,
+  gatherRows,
   gram,
   replace,
-  rhsStack,
-  rowNorms,
   runAsync,
   runSync,
   type OperatorLike,
   type SolveResult,
   type SolverGenerator,
 } from './common';
-import { defaultMaxIter, type CgOptions, type CgState } from './cg';
+import { CgProgress, finishSolve, initialResidual, parseCgOptions, setupSystems, type CgOptions, type CgParsed, type CgState } from './cg';
 
 export interface BlockCgOptions extends CgOptions {
   /**
@@ -47,27 +43,12 @@ export interface BlockCgOptions extends CgOptions {
   rankTol?: number;
 }
 
-interface Parsed {
-  rtol: number;
-  atol: number;
-  maxIter: number;
+interface Parsed extends CgParsed {
   rankTol: number;
-  M: LinearOperator | undefined;
 }
 
 function parse(where: string, o: BlockCgOptions, D: number): Parsed {
-  const rtol = checkNumber(where, 'rtol', o.rtol ?? 1e-6, 0);
-  const atol = checkNumber(where, 'atol', o.atol ?? 0, 0);
-  if (rtol === 0 && atol === 0) throw new Error(`${where}: rtol and atol are both 0; give a positive tolerance.`);
-  const maxIter = checkInteger(where, 'maxIter', o.maxIter ?? defaultMaxIter(D), 1);
-  const rankTol = checkNumber(where, 'rankTol', o.rankTol ?? 1e-5, 0, true);
-  const M = o.preconditioner;
-  if (M !== undefined) {
-    if (!(M instanceof LinearOperator) || M.size !== D || M.isAsync) {
-      throw new Error(`${where}: option 'preconditioner' must be a synchronous LinearOperator of size ${D}.`);
-    }
-  }
-  return { rtol, atol, maxIter, rankTol, M };
+  return { ...parseCgOptions(where, o, D), rankTol: checkNumber(where, 'rankTol', o.rankTol ?? 1e-5, 0, true) };
 }
 
 /**
@@ -127,8 +108,8 @@ function transposeSmall(a: Float64Array, r: number, c: number): Float64Array {
   return out;
 }
 
-export function* blockCgGenerator(where: string, B: tf.Tensor2D, X0: tf.Tensor2D | undefined, o: Parsed, callback?: CgOptions['callback']): SolverGenerator<CgState> {
-  const [K, D] = B.shape;
+function* blockCgGenerator(where: string, B: tf.Tensor2D, X0: tf.Tensor2D | undefined, o: Parsed, callback?: CgOptions['callback']): SolverGenerator<CgState> {
+  const K = B.shape[0];
   let X: tf.Tensor2D | undefined;
   let R: tf.Tensor2D | undefined;
   let Z: tf.Tensor2D | undefined;
@@ -137,36 +118,23 @@ export function* blockCgGenerator(where: string, B: tf.Tensor2D, X0: tf.Tensor2D
   let done = false;
   const precondition = (Rm: tf.Tensor2D): tf.Tensor2D => (o.M ? o.M.matmat(Rm) : tf.clone(Rm));
   try {
-    const bnorm = rowNorms(B);
-    checkFiniteValues(where, '‖b‖', bnorm, 0);
-    if (X0 !== undefined) {
-      X = tf.clone(X0);
-      Q = yield { V: X };
-      R = tf.sub(B, Q) as tf.Tensor2D;
-      Q.dispose();
-      Q = undefined;
-    } else {
-      X = tf.zeros([K, D]);
-      R = tf.clone(B);
-    }
-    const tol = Array.from(bnorm, (b) => Math.max(o.rtol * b, o.atol));
-    let rnorm = rowNorms(R);
-    checkFiniteValues(where, '‖b − A x0‖', rnorm, 0);
-    const active = Array.from(rnorm, (r, k) => r > (tol[k] as number));
-    const rel = () => Float64Array.from(rnorm, (r, k) => ((bnorm[k] as number) > 0 ? r / (bnorm[k] as number) : r));
-    const history: number[] = [];
-    const activeRows = (T: tf.Tensor2D): tf.Tensor2D => {
-      const idx = active.flatMap((a, k) => (a ? [k] : []));
-      return idx.length === K ? tf.clone(T) : tf.tidy(() => tf.gather(T, tf.tensor1d(idx, 'int32')) as tf.Tensor2D);
+    const progress = new CgProgress(where, B, o);
+    ({ X, R } = yield* initialResidual(B, X0));
+    progress.start(R);
+    /** Orthonormalised active rows of T (undefined when they have rank 0); T is kept. */
+    const nextDirections = (T: tf.Tensor2D): tf.Tensor2D | undefined => {
+      const idx = progress.activeIndices();
+      const Ta = idx.length === K ? T : gatherRows(T, idx);
+      try {
+        return orthonormalRows(Ta, o.rankTol);
+      } finally {
+        if (Ta !== T) Ta.dispose();
+      }
     };
     Z = precondition(R);
-    if (active.some((a) => a)) {
-      const Za = activeRows(Z);
-      P = orthonormalRows(Za, o.rankTol);
-      Za.dispose();
-    }
+    if (progress.anyActive) P = nextDirections(Z);
     let iterations = 0;
-    while (P !== undefined && active.some((a) => a) && iterations < o.maxIter) {
+    while (P !== undefined && progress.anyActive && iterations < o.maxIter) {
       const s = P.shape[0];
       Q = yield { V: P };
       iterations++;
@@ -177,72 +145,33 @@ export function* blockCgGenerator(where: string, B: tf.Tensor2D, X0: tf.Tensor2D
       const LamT = transposeSmall(Lam, s, K); // K×s
       X = replace(X, tf.tidy(() => tf.add(X as tf.Tensor2D, combineRows(LamT, K, P as tf.Tensor2D)) as tf.Tensor2D));
       R = replace(R, tf.tidy(() => tf.sub(R as tf.Tensor2D, combineRows(LamT, K, Q as tf.Tensor2D)) as tf.Tensor2D));
-      rnorm = rowNorms(R);
-      checkFiniteValues(where, 'the residual norm', rnorm, iterations);
-      for (let k = 0; k < K; k++) if (!((rnorm[k] as number) > (tol[k] as number))) active[k] = false;
-      const r = rel();
-      history.push(Math.max(...r));
-      callback?.(iterations, r);
-      if (!active.some((a) => a)) break;
+      progress.update(R, iterations, callback);
+      if (!progress.anyActive) break;
       Z = replace(Z, precondition(R));
       const beta = spdSolve(where, delta, s, gram(Q, Z), K, L, iterations).X; // s×K, sign below
       Q.dispose();
       Q = undefined;
       const betaT = transposeSmall(beta, s, K).map((v) => -v); // K×s
       const W = tf.tidy(() => tf.add(Z as tf.Tensor2D, combineRows(betaT, K, P as tf.Tensor2D)) as tf.Tensor2D);
-      const Wa = activeRows(W);
+      const next = nextDirections(W);
       W.dispose();
-      const next = orthonormalRows(Wa, o.rankTol);
-      Wa.dispose();
       P.dispose();
       P = next;
     }
-    const r = rel();
     done = true;
-    return {
-      X,
-      result: {
-        iterations,
-        converged: !active.some((a) => a),
-        residualNorm: Math.max(...rnorm),
-        relativeResidual: Math.max(...r),
-        residualNorms: Float64Array.from(rnorm),
-        history,
-      },
-    };
+    return { X, result: progress.result(iterations) };
   } finally {
     tf.dispose([R, Z, P, Q].filter((t): t is tf.Tensor2D => t !== undefined));
     if (!done) X?.dispose();
   }
 }
 
-function setup(where: string, op: OperatorLike, b: tf.Tensor, options: BlockCgOptions) {
-  const B = rhsStack(where, b);
-  try {
-    const A = asOperator(op, B.shape[1], where);
-    const o = parse(where, options, B.shape[1]);
-    let X0: tf.Tensor2D | undefined;
-    if (options.x0 !== undefined) {
-      const x0 = options.x0;
-      if (!(x0 instanceof tf.Tensor) || x0.rank !== b.rank || x0.shape.some((d, i) => d !== b.shape[i])) {
-        throw new Error(`${where}: x0 must have the right-hand side's shape [${b.shape.join(', ')}].`);
-      }
-      X0 = rhsStack(where, x0);
-    }
-    return { A, B, X0, o };
-  } catch (e) {
-    B.dispose();
-    throw e;
-  }
-}
-
 /** Solve `A X = B` for K right-hand sides (rows of B `[K, D]`, or one `[D]`) by breakdown-free block CG. */
 export function blockCg(op: OperatorLike, b: tf.Tensor, options: BlockCgOptions = {}): SolveResult {
   const where = 'blockCg';
-  const { A, B, X0, o } = setup(where, op, b, options);
+  const { A, B, X0, o } = setupSystems(where, op, b, options, parse);
   try {
-    const st = runSync(blockCgGenerator(where, B, X0, o, options.callback), A, where, 'blockCgAsync');
-    return { x: fromStack(st.X, b.rank), ...st.result };
+    return finishSolve(runSync(blockCgGenerator(where, B, X0, o, options.callback), A, where, 'blockCgAsync'), b.rank);
   } finally {
     tf.dispose([B, ...(X0 ? [X0] : [])]);
   }
@@ -251,10 +180,9 @@ export function blockCg(op: OperatorLike, b: tf.Tensor, options: BlockCgOptions 
 /** `blockCg` for every operator, including those that stream a tf.data.Dataset. */
 export async function blockCgAsync(op: OperatorLike, b: tf.Tensor, options: BlockCgOptions = {}): Promise<SolveResult> {
   const where = 'blockCgAsync';
-  const { A, B, X0, o } = setup(where, op, b, options);
+  const { A, B, X0, o } = setupSystems(where, op, b, options, parse);
   try {
-    const st = await runAsync(blockCgGenerator(where, B, X0, o, options.callback), A, where);
-    return { x: fromStack(st.X, b.rank), ...st.result };
+    return finishSolve(await runAsync(blockCgGenerator(where, B, X0, o, options.callback), A, where), b.rank);
   } finally {
     tf.dispose([B, ...(X0 ? [X0] : [])]);
   }

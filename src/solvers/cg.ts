@@ -9,14 +9,14 @@
  * reductions of `[K, D]` on the CPU, three axpy's on the device.
  */
 import * as tf from '@tensorflow/tfjs';
-import { LinearOperator } from '../operators/linearOperator';
-import { fromStack } from '../operators/linearOperator';
+import { fromStack, LinearOperator } from '../operators/linearOperator';
 import {
   asOperator,
   axpyRows,
   checkFiniteValues,
   checkInteger,
   checkNumber,
+  gatherRows,
   replace,
   rhsStack,
   rowDots,
@@ -43,18 +43,19 @@ export interface CgOptions {
   callback?: (iteration: number, relativeResiduals: Float64Array) => void;
 }
 
-interface Parsed {
+/** The options cg and blockCg share, validated. */
+export interface CgParsed {
   rtol: number;
   atol: number;
   maxIter: number;
   M: LinearOperator | undefined;
 }
 
-export function defaultMaxIter(D: number): number {
+function defaultMaxIter(D: number): number {
   return Math.min(Math.max(10 * D, 100), 1000);
 }
 
-function parse(where: string, o: CgOptions, D: number): Parsed {
+export function parseCgOptions(where: string, o: CgOptions, D: number): CgParsed {
   const rtol = checkNumber(where, 'rtol', o.rtol ?? 1e-6, 0);
   const atol = checkNumber(where, 'atol', o.atol ?? 0, 0);
   if (rtol === 0 && atol === 0) throw new Error(`${where}: rtol and atol are both 0; the iteration could never stop — give a positive tolerance.`);
@@ -66,11 +67,6 @@ function parse(where: string, o: CgOptions, D: number): Parsed {
     if (M.isAsync) throw new Error(`${where}: the preconditioner must be synchronous (an explicit operator).`);
   }
   return { rtol, atol, maxIter, M };
-}
-
-/** Rows `idx` of a `[K, D]` stack. */
-function rows(P: tf.Tensor2D, idx: readonly number[]): tf.Tensor2D {
-  return tf.tidy(() => tf.gather(P, tf.tensor1d(idx as number[], 'int32')) as tf.Tensor2D);
 }
 
 /** `[Ka, D]` products of the active rows → `[K, D]` with zero rows elsewhere. */
@@ -85,9 +81,92 @@ export interface CgState {
   result: Omit<SolveResult, 'x'>;
 }
 
+/**
+ * The stopping bookkeeping of cg and blockCg for K systems: tolerances
+ * max(rtol·‖b_k‖, atol), which systems are still active (a system stops for
+ * good once ‖r_k‖ ≤ its tolerance), relative residuals and their history.
+ */
+export class CgProgress {
+  private readonly bnorm: Float64Array;
+  private readonly tol: number[];
+  private rnorm: Float64Array = new Float64Array(0);
+  private active: boolean[] = [];
+  private readonly history: number[] = [];
+
+  constructor(
+    private readonly where: string,
+    B: tf.Tensor2D,
+    o: CgParsed,
+  ) {
+    this.bnorm = rowNorms(B);
+    checkFiniteValues(where, '‖b‖', this.bnorm, 0);
+    this.tol = Array.from(this.bnorm, (b) => Math.max(o.rtol * b, o.atol));
+  }
+
+  /** The initial residual `R = B − A x0` decides which systems iterate at all. */
+  start(R: tf.Tensor2D): void {
+    this.rnorm = rowNorms(R);
+    checkFiniteValues(this.where, '‖b − A x0‖', this.rnorm, 0);
+    this.active = Array.from(this.rnorm, (r, k) => r > (this.tol[k] as number));
+  }
+
+  /** The residual after `iteration`: stops the systems that meet their tolerance, reports to `callback`. */
+  update(R: tf.Tensor2D, iteration: number, callback: CgOptions['callback']): void {
+    this.rnorm = rowNorms(R);
+    checkFiniteValues(this.where, 'the residual norm', this.rnorm, iteration);
+    this.rnorm.forEach((r, k) => {
+      if (!(r > (this.tol[k] as number))) this.active[k] = false;
+    });
+    const rel = this.relative();
+    this.history.push(Math.max(...rel));
+    callback?.(iteration, rel);
+  }
+
+  get anyActive(): boolean {
+    return this.active.some((a) => a);
+  }
+
+  /** Indices of the systems still iterating. */
+  activeIndices(): number[] {
+    return this.active.flatMap((a, k) => (a ? [k] : []));
+  }
+
+  private relative(): Float64Array {
+    return Float64Array.from(this.rnorm, (r, k) => ((this.bnorm[k] as number) > 0 ? r / (this.bnorm[k] as number) : r));
+  }
+
+  result(iterations: number): Omit<SolveResult, 'x'> {
+    const rel = this.relative();
+    return {
+      iterations,
+      converged: !this.anyActive,
+      residualNorm: Math.max(...this.rnorm),
+      relativeResidual: Math.max(...rel),
+      residualNorms: Float64Array.from(this.rnorm),
+      history: this.history,
+    };
+  }
+}
+
+/** `X = x0` (or 0) and `R = B − A X` (one product when x0 is given; frees X if it fails). */
+export function* initialResidual(B: tf.Tensor2D, X0: tf.Tensor2D | undefined): SolverGenerator<{ X: tf.Tensor2D; R: tf.Tensor2D }> {
+  if (X0 === undefined) return { X: tf.zeros(B.shape), R: tf.clone(B) };
+  const X = tf.clone(X0);
+  let Q: tf.Tensor2D;
+  try {
+    Q = yield { V: X };
+  } catch (e) {
+    X.dispose();
+    throw e;
+  }
+  const R = tf.sub(B, Q) as tf.Tensor2D;
+  Q.dispose();
+  return { X, R };
+}
+
 /** The CG recurrence as a generator of product requests (see common.ts). Owns nothing of B or X0. */
-export function* cgGenerator(where: string, B: tf.Tensor2D, X0: tf.Tensor2D | undefined, o: Parsed, callback?: CgOptions['callback']): SolverGenerator<CgState> {
-  const [K, D] = B.shape;
+function* cgGenerator(where: string, B: tf.Tensor2D, X0: tf.Tensor2D | undefined, o: CgParsed, callback?: CgOptions['callback']): SolverGenerator<CgState> {
+  const K = B.shape[0];
   let X: tf.Tensor2D | undefined;
   let R: tf.Tensor2D | undefined;
   let Z: tf.Tensor2D | undefined;
@@ -96,32 +175,16 @@ export function* cgGenerator(where: string, B: tf.Tensor2D, X0: tf.Tensor2D | un
   let done = false;
   const precondition = (Rm: tf.Tensor2D): tf.Tensor2D => (o.M ? o.M.matmat(Rm) : tf.clone(Rm));
   try {
-    const bnorm = rowNorms(B);
-    checkFiniteValues(where, '‖b‖', bnorm, 0);
-    if (X0 !== undefined) {
-      X = tf.clone(X0);
-      Q = yield { V: X };
-      R = tf.sub(B, Q) as tf.Tensor2D;
-      Q.dispose();
-      Q = undefined;
-    } else {
-      X = tf.zeros([K, D]);
-      R = tf.clone(B);
-    }
-    const tol = Array.from(bnorm, (b) => Math.max(o.rtol * b, o.atol));
-    let rnorm = rowNorms(R);
-    checkFiniteValues(where, '‖b − A x0‖', rnorm, 0);
-    const active = Array.from(rnorm, (r, k) => r > (tol[k] as number));
-    const rel = () => Float64Array.from(rnorm, (r, k) => ((bnorm[k] as number) > 0 ? r / (bnorm[k] as number) : r));
-    const history: number[] = [];
-    const iters = new Int32Array(K);
+    const progress = new CgProgress(where, B, o);
+    ({ X, R } = yield* initialResidual(B, X0));
+    progress.start(R);
     Z = precondition(R);
     let rz = rowDots(R, Z);
     P = tf.clone(Z);
     let iterations = 0;
-    while (active.some((a) => a) && iterations < o.maxIter) {
-      const idx = active.flatMap((a, k) => (a ? [k] : []));
-      const Pa: tf.Tensor2D = idx.length === K ? P : rows(P, idx);
+    while (progress.anyActive && iterations < o.maxIter) {
+      const idx = progress.activeIndices();
+      const Pa: tf.Tensor2D = idx.length === K ? P : gatherRows(P, idx);
       try {
         Q = yield { V: Pa };
       } finally {
@@ -139,19 +202,13 @@ export function* cgGenerator(where: string, B: tf.Tensor2D, X0: tf.Tensor2D | un
           );
         }
         alpha[k] = (rz[k] as number) / (pq[k] as number);
-        iters[k] = iterations;
       }
       X = replace(X, axpyRows(X, P, alpha));
       R = replace(R, axpyRows(R, Q, alpha.map((a) => -a)));
       Q.dispose();
       Q = undefined;
-      rnorm = rowNorms(R);
-      checkFiniteValues(where, 'the residual norm', rnorm, iterations);
-      for (const k of idx) if (!((rnorm[k] as number) > (tol[k] as number))) active[k] = false;
-      const r = rel();
-      history.push(Math.max(...r));
-      callback?.(iterations, r);
-      if (!active.some((a) => a)) break;
+      progress.update(R, iterations, callback);
+      if (!progress.anyActive) break;
       Z = replace(Z, precondition(R));
       const rzNew = rowDots(R, Z);
       const beta = new Float64Array(K);
@@ -159,26 +216,19 @@ export function* cgGenerator(where: string, B: tf.Tensor2D, X0: tf.Tensor2D | un
       P = replace(P, tf.tidy(() => tf.add(Z as tf.Tensor2D, tf.mul(P as tf.Tensor2D, tf.tensor2d(Float32Array.from(beta), [K, 1]))) as tf.Tensor2D));
       rz = rzNew;
     }
-    const r = rel();
     done = true;
-    return {
-      X,
-      result: {
-        iterations,
-        converged: !active.some((a) => a),
-        residualNorm: Math.max(...rnorm),
-        relativeResidual: Math.max(...r),
-        residualNorms: Float64Array.from(rnorm),
-        history,
-      },
-    };
+    return { X, result: progress.result(iterations) };
   } finally {
     tf.dispose([R, Z, P, Q].filter((t): t is tf.Tensor2D => t !== undefined));
     if (!done) X?.dispose();
   }
 }
 
-function setup(where: string, op: OperatorLike, b: tf.Tensor, options: CgOptions) {
+/**
+ * The right-hand sides as a stack, the operator, the parsed options and the
+ * warm start (cg and blockCg). Frees what it made when a check fails.
+ */
+export function setupSystems<O extends CgOptions, P>(where: string, op: OperatorLike, b: tf.Tensor, options: O, parse: (where: string, o: O, D: number) => P) {
   const B = rhsStack(where, b);
   try {
     const A = asOperator(op, B.shape[1], where);
@@ -198,16 +248,17 @@ function setup(where: string, op: OperatorLike, b: tf.Tensor, options: CgOptions
   }
 }
 
-function finish(state: CgState, rank: number): SolveResult {
+/** The solution in the right-hand side's rank, with the solver's report. */
+export function finishSolve(state: CgState, rank: number): SolveResult {
   return { x: fromStack(state.X, rank), ...state.result };
 }
 
 /** Solve `A x = b` (b `[D]` or `[K, D]`) by (preconditioned) conjugate gradients. */
 export function cg(op: OperatorLike, b: tf.Tensor, options: CgOptions = {}): SolveResult {
   const where = 'cg';
-  const { A, B, X0, o } = setup(where, op, b, options);
+  const { A, B, X0, o } = setupSystems(where, op, b, options, parseCgOptions);
   try {
-    return finish(runSync(cgGenerator(where, B, X0, o, options.callback), A, where, 'cgAsync'), b.rank);
+    return finishSolve(runSync(cgGenerator(where, B, X0, o, options.callback), A, where, 'cgAsync'), b.rank);
   } finally {
     tf.dispose([B, ...(X0 ? [X0] : [])]);
   }
@@ -216,9 +267,9 @@ export function cg(op: OperatorLike, b: tf.Tensor, options: CgOptions = {}): Sol
 /** `cg` for every operator, including those that stream a tf.data.Dataset. */
 export async function cgAsync(op: OperatorLike, b: tf.Tensor, options: CgOptions = {}): Promise<SolveResult> {
   const where = 'cgAsync';
-  const { A, B, X0, o } = setup(where, op, b, options);
+  const { A, B, X0, o } = setupSystems(where, op, b, options, parseCgOptions);
   try {
-    return finish(await runAsync(cgGenerator(where, B, X0, o, options.callback), A, where), b.rank);
+    return finishSolve(await runAsync(cgGenerator(where, B, X0, o, options.callback), A, where), b.rank);
   } finally {
     tf.dispose([B, ...(X0 ? [X0] : [])]);
   }
@@ -248,7 +299,7 @@ export class CgInverseOperator extends LinearOperator {
     const { damping: _d, ...rest } = options;
     void _d;
     this.opts = rest;
-    parse('inverseByCg', rest, op.size);
+    parseCgOptions('inverseByCg', rest, op.size);
   }
 
   override get isAsync(): boolean {

@@ -17,7 +17,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { isSampledOperator, type SampledOperator } from '../operators/curvature';
-import { LinearOperator, MatvecOperator, toStack, type Matvec } from '../operators/linearOperator';
+import { LinearOperator, LowRankOperator, MatvecOperator, toStack, type Matvec } from '../operators/linearOperator';
 import type { Rng } from '../utils/random';
 
 /** An operator, or a product function `v ↦ A v` (called with `[D]` vectors). */
@@ -122,20 +122,7 @@ export function rhsStack(where: string, b: tf.Tensor): tf.Tensor2D {
   return toStack(where, size, b);
 }
 
-/** Throws unless x is a finite number in range. */
-export function checkNumber(where: string, name: string, x: unknown, min: number, strictMin = false): number {
-  if (typeof x !== 'number' || !Number.isFinite(x) || (strictMin ? !(x > min) : !(x >= min))) {
-    throw new Error(`${where}: option '${name}' must be a finite number ${strictMin ? '>' : '≥'} ${min}, got ${String(x)}.`);
-  }
-  return x;
-}
-
-export function checkInteger(where: string, name: string, x: unknown, min: number): number {
-  if (typeof x !== 'number' || !Number.isInteger(x) || x < min) {
-    throw new Error(`${where}: option '${name}' must be an integer ≥ ${min}, got ${String(x)}.`);
-  }
-  return x;
-}
+export { checkInteger, checkNumber } from '../utils/options';
 
 /** Throws on NaN/Inf in a float64 array, naming what produced it. */
 export function checkFiniteValues(where: string, what: string, values: ArrayLike<number>, iteration: number): void {
@@ -215,10 +202,24 @@ export function combineRows(C: ArrayLike<number>, r: number, X: tf.Tensor2D): tf
   return tf.tidy(() => tf.matMul(tf.tensor2d(Float32Array.from(C), [r, k]), X));
 }
 
+/** Rows `idx` of a stack `[K, D]` → `[idx.length, D]` (new tensor). */
+export function gatherRows(T: tf.Tensor2D, idx: readonly number[]): tf.Tensor2D {
+  return tf.tidy(() => tf.gather(T, tf.tensor1d(idx as number[], 'int32')) as tf.Tensor2D);
+}
+
 /** Replace `*ref` by `next`, disposing the old tensor. */
 export function replace<T extends tf.Tensor>(old: T | undefined, next: T): T {
   if (old !== undefined && old !== next) old.dispose();
   return next;
+}
+
+/** `Uᵀ diag(d) U + shift·I` from rows U that this call disposes (the operator keeps its own copy). */
+export function lowRankFrom(U: tf.Tensor2D, d: ArrayLike<number>, shift = 0): LowRankOperator {
+  try {
+    return new LowRankOperator(U, d, shift);
+  } finally {
+    U.dispose();
+  }
 }
 
 /** The result of an iterative solve. */

@@ -19,8 +19,8 @@ import type { ParamGroupSpec } from '../engine/hook';
 import type { ParamInfo, ParamRef } from '../engine/params';
 import { perSampleSquaredNorm } from '../derivatives/weightProducts';
 import { paramBlocks, type BlockMode } from '../operators/blocks';
-import { gradientFactors, perSampleDot, selectParams, weightedGradientSum, type GradientFactors, type Selection } from '../operators/curvature';
-import { BatchStream, type Batch, type DataSource } from '../operators/data';
+import { gradientFactors, perSampleDot, selectParams, splitStack, weightedGradientSum, type GradientFactors, type Selection } from '../operators/curvature';
+import { BatchStream, sumOverBatches, type Batch, type DataSource } from '../operators/data';
 import { LinearOperator } from '../operators/linearOperator';
 
 export interface InverseHarmonicMeanOptions {
@@ -98,9 +98,7 @@ export class InverseHarmonicMeanOperator extends LinearOperator {
     const sel = this.selection;
     return tf.tidy(() => {
       const K = V.shape[0];
-      const parts = sel.params.length === 1 ? [V] : tf.split(V, sel.params.map((p) => p.size), 1);
-      const vOf = new Map<number, tf.Tensor>();
-      sel.params.forEach((p, i) => vOf.set(p.index, tf.reshape(parts[i] as tf.Tensor, [K, ...p.shape])));
+      const vOf = splitStack(sel, V);
       const { factors, scale } = gradientFactors(this.model, sel, batch);
       const c2 = scale * scale;
       const S: (tf.Tensor2D | undefined)[] = this.dampings.map(() => undefined);
@@ -131,43 +129,17 @@ export class InverseHarmonicMeanOperator extends LinearOperator {
     return out;
   }
 
-  private accumulate(acc: tf.Tensor2D | undefined, b: Batch, V: tf.Tensor2D): tf.Tensor2D {
-    const R = this.batchSum(b, V);
-    if (acc === undefined) return R;
-    const next = tf.add(acc, R) as tf.Tensor2D;
-    tf.dispose([acc, R]);
-    return next;
-  }
-
   matmat(V: tf.Tensor2D): tf.Tensor2D {
     if (this.disposed) throw new Error(`${this.name}: used after dispose().`);
     if (this.stream.isAsync) throw new Error(`${this.name} streams a tf.data.Dataset: use applyAsync.`);
-    let acc: tf.Tensor2D | undefined;
-    let rows = 0;
-    try {
-      rows = this.stream.forEach((b) => {
-        acc = this.accumulate(acc, b, V);
-      });
-    } catch (e) {
-      (acc as tf.Tensor2D | undefined)?.dispose();
-      throw e;
-    }
-    return this.finish(acc, rows, V);
+    const { sum, rows } = this.stream.run(sumOverBatches((b) => this.batchSum(b, V)));
+    return this.finish(sum, rows, V);
   }
 
   override async matmatAsync(V: tf.Tensor2D): Promise<tf.Tensor2D> {
     if (this.disposed) throw new Error(`${this.name}: used after dispose().`);
-    let acc: tf.Tensor2D | undefined;
-    let rows = 0;
-    try {
-      rows = await this.stream.forEachAsync((b) => {
-        acc = this.accumulate(acc, b, V);
-      });
-    } catch (e) {
-      (acc as tf.Tensor2D | undefined)?.dispose();
-      throw e;
-    }
-    return this.finish(acc, rows, V);
+    const { sum, rows } = await this.stream.runAsync(sumOverBatches((b) => this.batchSum(b, V)));
+    return this.finish(sum, rows, V);
   }
 
   override dispose(): void {

@@ -23,13 +23,14 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { eigh } from '../linalg/eigh';
-import { LowRankOperator } from '../operators/linearOperator';
+import type { LowRankOperator } from '../operators/linearOperator';
 import { Rng } from '../utils/random';
 import {
   checkFiniteValues,
   checkInteger,
   checkNumber,
   gram,
+  lowRankFrom,
   runAsync,
   runSync,
   sizedOperator,
@@ -301,23 +302,17 @@ export async function eigshAsync(op: OperatorLike, k: number, options: EigshOpti
 
 export interface ArnoldiOptions extends EigshOptions {}
 
-function lowRankFrom(r: EigshResult): LowRankOperator {
-  try {
-    return new LowRankOperator(r.vectors, r.values);
-  } finally {
-    r.vectors.dispose();
-  }
-}
-
 /**
  * Rank-k approximation `Uᵀ diag(θ) U` of a symmetric operator from its k
  * eigenpairs (default: largest in magnitude, as pyDVL's Arnoldi). Use
  * `.projectedInverse(λ)` (pyDVL) or `.inverse(λ)` (with the Woodbury correction).
  */
 export function arnoldi(op: OperatorLike, rank: number, options: ArnoldiOptions = {}): LowRankOperator {
-  return lowRankFrom(eigsh(op, rank, { which: 'magnitude', ...options }));
+  const r = eigsh(op, rank, { which: 'magnitude', ...options });
+  return lowRankFrom(r.vectors, r.values);
 }
 
 export async function arnoldiAsync(op: OperatorLike, rank: number, options: ArnoldiOptions = {}): Promise<LowRankOperator> {
-  return lowRankFrom(await eigshAsync(op, rank, { which: 'magnitude', ...options }));
+  const r = await eigshAsync(op, rank, { which: 'magnitude', ...options });
+  return lowRankFrom(r.vectors, r.values);
 }

@@ -16,7 +16,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { cholesky } from '../linalg/cholesky';
 import { eigh } from '../linalg/eigh';
-import { LowRankOperator } from '../operators/linearOperator';
+import type { LowRankOperator } from '../operators/linearOperator';
 import { Rng } from '../utils/random';
 import { orthonormalRows } from './blockCg';
 import {
@@ -24,6 +24,7 @@ import {
   checkInteger,
   combineRows,
   gram,
+  lowRankFrom,
   runAsync,
   runSync,
   sizedOperator,
@@ -143,14 +144,6 @@ export function* nystromGenerator(where: string, D: number, rank: number, option
   }
 }
 
-function sketchOperator(f: NystromFactors): LowRankOperator {
-  try {
-    return new LowRankOperator(f.U, f.values);
-  } finally {
-    f.U.dispose();
-  }
-}
-
 /**
  * Rank-ℓ randomized Nyström approximation Â ≈ A of a PSD operator, as a
  * LowRankOperator (`.inverse(λ)`: sketch-and-solve). Throws for rank > D.
@@ -160,7 +153,8 @@ export function nystromSketch(op: OperatorLike, rank: number, options: NystromOp
   const where = 'nystromSketch';
   const A = sizedOperator(where, op, options.size);
   const r = checkRank(where, rank, A.size);
-  return sketchOperator(runSync(nystromGenerator(where, A.size, r, options), A, where, 'nystromSketchAsync'));
+  const f = runSync(nystromGenerator(where, A.size, r, options), A, where, 'nystromSketchAsync');
+  return lowRankFrom(f.U, f.values);
 }
 
 /** `nystromSketch` for every operator, including those that stream a tf.data.Dataset. */
@@ -168,5 +162,6 @@ export async function nystromSketchAsync(op: OperatorLike, rank: number, options
   const where = 'nystromSketchAsync';
   const A = sizedOperator(where, op, options.size);
   const r = checkRank(where, rank, A.size);
-  return sketchOperator(await runAsync(nystromGenerator(where, A.size, r, options), A, where));
+  const f = await runAsync(nystromGenerator(where, A.size, r, options), A, where);
+  return lowRankFrom(f.U, f.values);
 }

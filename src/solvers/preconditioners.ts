@@ -18,6 +18,7 @@ import {
   checkFiniteValues,
   checkInteger,
   checkNumber,
+  lowRankFrom,
   runAsync,
   runSync,
   sizedOperator,
@@ -115,13 +116,12 @@ export interface NystromPreconditionerOptions extends NystromOptions {
 }
 
 function preconditionerFrom(f: NystromFactors, mu: number): LowRankOperator {
-  try {
-    const lmin = f.values.length > 0 ? Math.min(...f.values) : 0;
-    const d = f.values.map((l) => (lmin + mu) / (l + mu) - 1);
-    return new LowRankOperator(f.U, d, 1);
-  } finally {
-    f.U.dispose();
-  }
+  const lmin = f.values.length > 0 ? Math.min(...f.values) : 0;
+  return lowRankFrom(
+    f.U,
+    f.values.map((l) => (lmin + mu) / (l + mu) - 1),
+    1,
+  );
 }
 
 /** Nyström preconditioner of rank ℓ for `(A + μI)` (A PSD; μ > 0). */

@@ -30,6 +30,7 @@ import type { ExtendedModel } from '../engine/extend';
 import type { GroupHook } from '../engine/hook';
 import { BackwardResult } from '../engine/results';
 import { checkRequests, hookWarnings, StepHandle, type PluginEvents, type TrainingWarning } from './events';
+import { checkPositiveInt } from './optimizers/common';
 
 type Layer = tf.layers.Layer;
 type CallFn = Layer['call'];
@@ -148,11 +149,7 @@ export class TrainingPlugin extends tf.Callback {
       throw new Error('TrainingPlugin: the first argument must be an ExtendedModel: new TrainingPlugin(extend(model, { loss }), options).');
     }
     this.ext = ext;
-    const every = options.every ?? 1;
-    if (!Number.isInteger(every) || every < 1) {
-      throw new Error(`TrainingPlugin: option 'every' must be an integer ≥ 1 (compute every k-th step), got ${String(every)}.`);
-    }
-    this.every = every;
+    this.every = checkPositiveInt('TrainingPlugin', 'every', options.every, 1, ' (compute every k-th step)');
     const plain = options.plainSteps ?? 'engine';
     if (plain !== 'engine' && plain !== 'tfjs') {
       throw new Error(`TrainingPlugin: option 'plainSteps' must be 'engine' or 'tfjs', got ${String(plain)}.`);

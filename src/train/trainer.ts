@@ -26,6 +26,7 @@ import {
   type TrainerEvents,
   type TrainingWarning,
 } from './events';
+import { checkPositiveInt } from './optimizers/common';
 import { ProgressLine, resolveProgress, type ProgressOption } from './progress';
 
 export interface TrainerOptions {
@@ -62,14 +63,6 @@ export interface TrainHistory {
   readonly loss: number[];
   readonly steps: number;
   readonly stopped: boolean;
-}
-
-function positiveInt(owner: string, name: string, v: unknown, dflt: number): number {
-  const n = v ?? dflt;
-  if (typeof n !== 'number' || !Number.isInteger(n) || n < 1) {
-    throw new Error(`${owner}: option '${name}' must be an integer ≥ 1, got ${String(n)}.`);
-  }
-  return n;
 }
 
 /** Give the event loop a turn (timers, I/O, stop requests). */
@@ -111,7 +104,7 @@ export class Trainer extends EventEmitter<TrainerEvents> {
       );
     }
     this.optimizer = opt;
-    this.every = positiveInt('Trainer', 'every', options.every, 1);
+    this.every = checkPositiveInt('Trainer', 'every', options.every, 1);
     const seed = options.seed ?? 0;
     if (!Number.isFinite(seed)) throw new Error(`Trainer: option 'seed' must be a finite number, got ${String(seed)}.`);
     this.seed = seed;
@@ -182,8 +175,8 @@ export class Trainer extends EventEmitter<TrainerEvents> {
   /** Train for `epochs` over tensors `{ x, y }` or a batched dataset of `{ xs, ys }`. */
   async fit(data: TrainData, options: TrainerFitOptions = {}): Promise<TrainHistory> {
     if (this.running) throw new Error('Trainer.fit: this trainer is already running a fit; await it first.');
-    const epochs = positiveInt('Trainer.fit', 'epochs', options.epochs, 1);
-    const batchSize = positiveInt('Trainer.fit', 'batchSize', options.batchSize, 32);
+    const epochs = checkPositiveInt('Trainer.fit', 'epochs', options.epochs, 1);
+    const batchSize = checkPositiveInt('Trainer.fit', 'batchSize', options.batchSize, 32);
     const shuffle = options.shuffle ?? true;
     let source: (epoch: number) => AsyncGenerator<{ x: tf.Tensor; y: tf.Tensor }>;
     let stepsPerEpoch: number | undefined;

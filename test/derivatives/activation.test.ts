@@ -10,7 +10,7 @@ import * as tf from '@tensorflow/tfjs';
 import { describe, expect, it } from 'vitest';
 import { ACTIVATIONS, activationDerivatives, SUPPORTED_ACTIVATIONS } from '../../src/derivatives/activation';
 import { modulesForLayer } from '../../src/derivatives/index';
-import { autodiffVjp, checkModule, disposeRecord, expectClose, noLeaks } from './helpers';
+import { autodiffVjp, checkModule, disposeRecord, expectClose, expectNoLeak } from './helpers';
 
 /** Values with |x| ≥ 0.1 and away from relu6's kink at 6. */
 function input(shape: number[], seed: number): tf.Tensor {
@@ -57,7 +57,7 @@ describe('Activation derivatives', () => {
         const x = input([N, 3, 4], N);
         // J·v by central differences (ε = 1e-3: truncation ~1e-6·φ''', rounding ~1e-4 relative).
         checkModule(m, x, ref, { V: 2, tol: 1e-5, eps: 1e-3, jvpTol: 2e-3 });
-        noLeaks(() => {
+        expectNoLeak(() => {
           const rec = m.forward(x, { training: false });
           tf.tidy(() => {
             const mat = tf.randomNormal([3, ...x.shape], 0, 1, 'float32', 9);

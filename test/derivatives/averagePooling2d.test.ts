@@ -12,19 +12,9 @@ import * as tf from '@tensorflow/tfjs';
 import { describe, expect, it } from 'vitest';
 import { AveragePooling2DDerivatives } from '../../src/derivatives/averagePooling2d';
 import { modulesForLayer } from '../../src/derivatives/index';
-import { adjointGap, checkModule, disposeRecord, expectClose, noLeaks, relErr } from './helpers';
+import { adjointGap, checkModule, disposeRecord, expectClose, expectNoLeak, maxRelErr, type PoolingCase } from './helpers';
 
-interface Case {
-  name: string;
-  inShape: [number, number, number];
-  poolSize: [number, number];
-  strides: [number, number];
-  padding: 'valid' | 'same';
-  N: number;
-  V: number;
-}
-
-const CASES: Case[] = [
+const CASES: PoolingCase[] = [
   { name: '2×2 stride 1 valid', inShape: [5, 4, 3], poolSize: [2, 2], strides: [1, 1], padding: 'valid', N: 2, V: 3 },
   { name: '3×3 stride 2 valid (overlap)', inShape: [7, 8, 2], poolSize: [3, 3], strides: [2, 2], padding: 'valid', N: 2, V: 2 },
   { name: '3×3 stride 2 same (overlap, asymmetric padding)', inShape: [7, 6, 2], poolSize: [3, 3], strides: [2, 2], padding: 'same', N: 2, V: 2 },
@@ -33,7 +23,7 @@ const CASES: Case[] = [
 ];
 
 /** Explicit per-sample Jacobian `[outSize, inSize]` (float64) of TF's average pooling. */
-function bruteJacobian(c: Case): { A: Float64Array; outSize: number; inSize: number } {
+function bruteJacobian(c: PoolingCase): { A: Float64Array; outSize: number; inSize: number } {
   const [H, W, C] = c.inShape;
   const [ph, pw] = c.poolSize;
   const [sh, sw] = c.strides;
@@ -80,7 +70,7 @@ function applyMatrix(A: Float64Array, rows: number, cols: number, mat: tf.Tensor
   return out;
 }
 
-function buildLayer(c: Case): tf.layers.Layer {
+function buildLayer(c: PoolingCase): tf.layers.Layer {
   const layer = tf.layers.averagePooling2d({ inputShape: c.inShape, poolSize: c.poolSize, strides: c.strides, padding: c.padding });
   tf.sequential({ layers: [layer] });
   return layer;
@@ -94,20 +84,20 @@ describe('AveragePooling2D derivatives', () => {
       expect(m.kind).toBe('AveragePooling2D');
       const { A, outSize, inSize } = bruteJacobian(c);
       const x = tf.randomNormal([c.N, ...c.inShape], 0, 1, 'float32', 2);
-      noLeaks(() => {
+      expectNoLeak(() => {
         const rec = m.forward(x, { training: false });
         tf.tidy(() => {
           expectClose(rec.output, layer.apply(x) as tf.Tensor, 1e-6, 'forward vs layer.apply');
           // The forward pass is the brute-force matrix (TF's count excludes padding).
-          expect(relErr(rec.output, applyMatrix(A, outSize, inSize, tf.expandDims(x, 0), false))).toBeLessThan(1e-5);
+          expect(maxRelErr(rec.output, applyMatrix(A, outSize, inSize, tf.expandDims(x, 0), false))).toBeLessThan(1e-5);
           const u = tf.randomNormal([c.V, ...rec.output.shape], 0, 1, 'float32', 3);
           const v = tf.randomNormal([c.V, ...rec.input.shape], 0, 1, 'float32', 4);
           const jtu = m.jacTMatProd(rec, u);
           expect(jtu.shape).toEqual([c.V, ...rec.input.shape]);
-          expect(relErr(jtu, applyMatrix(A, outSize, inSize, u, true))).toBeLessThan(1e-5);
+          expect(maxRelErr(jtu, applyMatrix(A, outSize, inSize, u, true))).toBeLessThan(1e-5);
           const jv = m.jacMatProd(rec, v);
           expect(jv.shape).toEqual([c.V, ...rec.output.shape]);
-          expect(relErr(jv, applyMatrix(A, outSize, inSize, v, false))).toBeLessThan(1e-5);
+          expect(maxRelErr(jv, applyMatrix(A, outSize, inSize, v, false))).toBeLessThan(1e-5);
           expect(adjointGap(m, rec, c.V)).toBeLessThan(1e-5);
         });
         disposeRecord(rec);
@@ -125,7 +115,7 @@ describe('AveragePooling2D derivatives', () => {
     tf.sequential({ layers: [cf] });
     expect(() => modulesForLayer(cf)).toThrow(/AveragePooling2D layer 'apcf': option dataFormat 'channelsFirst' is not supported/);
     const m = new AveragePooling2DDerivatives({ poolSize: [2, 2], strides: [2, 2], padding: 'valid' });
-    noLeaks(() => {
+    expectNoLeak(() => {
       const x = tf.zeros([2, 4, 4, 1]);
       const rec = m.forward(x, { training: false });
       const bad = tf.zeros([1, 2, 3, 3, 1]);

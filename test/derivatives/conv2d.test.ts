@@ -20,9 +20,9 @@ import {
   checkParamProducts,
   disposeRecord,
   expectClose,
-  noLeaks,
+  expectNoLeak,
   onBackend,
-  relErr,
+  maxRelErr,
   type ParamFn,
 } from './helpers';
 
@@ -150,7 +150,7 @@ describe('Conv2D derivatives (cpu references)', () => {
       expect(conv.hasBias).toBe(c.useBias);
       const f = definition(c);
       const x = tf.randomNormal([c.N, ...c.inShape], 0, 1, 'float32', 11);
-      noLeaks(() => {
+      expectNoLeak(() => {
         // Forward: the module chain equals the layer (fused activation included).
         tf.tidy(() => {
           let h: tf.Tensor = x;
@@ -171,7 +171,7 @@ describe('Conv2D derivatives (cpu references)', () => {
           const X = conv.unfoldInput(rec);
           const [kh, kw, inC] = kernel.shape as [number, number, number, number];
           expect(X.shape).toEqual([N, Ho * Wo, kh * kw * inC]);
-          expect(relErr(X, bruteIm2col(x as tf.Tensor4D, c, Ho, Wo))).toBe(0);
+          expect(maxRelErr(X, bruteIm2col(x as tf.Tensor4D, c, Ho, Wo))).toBe(0);
           let y = tf.reshape(tf.matMul(tf.reshape(X, [N * Ho * Wo, -1]), tf.reshape(kernel, [-1, O])), [1, N, Ho, Wo, O]);
           if (bias) y = tf.add(y, bias);
           expectClose(conv.unfoldOutput(conv.foldOutput(y), [Ho, Wo, O]), tf.expandDims(rec.output, 0), 1e-5, 'X·K + b');
@@ -220,7 +220,7 @@ describe('Conv2D derivatives (cpu references)', () => {
       const vin = tf.randomNormal([c.V, c.N, ...c.inShape], 0, 1, 'float32', 23);
       const dK = tf.randomNormal([c.V, ...conv.kernelShape], 0, 1, 'float32', 24);
       const run = () =>
-        noLeaks(() => {
+        expectNoLeak(() => {
           const rec = conv.forward(x, { training: false });
           const out = tf.tidy(() => {
             const X = conv.unfoldInput(rec);
@@ -241,14 +241,14 @@ describe('Conv2D derivatives (cpu references)', () => {
         });
       const cpu = run();
       const wasm = await onBackend('wasm', run);
-      wasm.forEach((w, i) => expect(relErr(w, cpu[i] as number[]), `${c.name} output ${i}`).toBeLessThan(1e-5));
+      wasm.forEach((w, i) => expect(maxRelErr(w, cpu[i] as number[]), `${c.name} output ${i}`).toBeLessThan(1e-5));
       tf.dispose([x, mat, vin, dK]);
       layer.dispose();
     }
   });
 
   it('rejects unsupported options and bad shapes with clear errors', () => {
-    noLeaks(() => {
+    expectNoLeak(() => {
       const cf = tf.layers.conv2d({ inputShape: [2, 5, 5], filters: 2, kernelSize: 3, dataFormat: 'channelsFirst', name: 'cf' });
       tf.sequential({ layers: [cf] });
       expect(() => modulesForLayer(cf)).toThrow(/Conv2D layer 'cf': option dataFormat 'channelsFirst' is not supported/);

@@ -10,7 +10,7 @@ import { describe, expect, it } from 'vitest';
 import { DenseDerivatives } from '../../src/derivatives/dense';
 import { modulesForLayer } from '../../src/derivatives/index';
 import type { LinearModuleDerivatives } from '../../src/derivatives/types';
-import { autodiffVjp, checkModule, checkParamProducts, disposeRecord, expectClose, noLeaks, type ParamFn } from './helpers';
+import { autodiffVjp, checkModule, checkParamProducts, disposeRecord, expectClose, expectNoLeak, type ParamFn } from './helpers';
 
 /** The definition y = x·W + b on the last axis. */
 const definition: ParamFn = (x, kernel, bias) => {
@@ -56,7 +56,7 @@ describe('Dense derivatives', () => {
       expect(dense.kernelShape).toEqual(kernel.shape);
       expect(dense.hasBias).toBe(c.useBias);
       const x = tf.randomNormal([c.N, ...c.inShape], 0, 1, 'float32', 1);
-      noLeaks(() => {
+      expectNoLeak(() => {
         tf.tidy(() => {
           let h: tf.Tensor = x;
           const recs = modules.map((m) => {

@@ -8,7 +8,7 @@ import * as tf from '@tensorflow/tfjs';
 import { describe, expect, it } from 'vitest';
 import { modulesForLayer } from '../../src/derivatives/index';
 import { DropoutDerivatives } from '../../src/derivatives/dropout';
-import { adjointGap, autodiffVjp, checkModule, disposeRecord, expectClose, noLeaks } from './helpers';
+import { adjointGap, autodiffVjp, checkModule, disposeRecord, expectClose, expectNoLeak } from './helpers';
 
 describe('Dropout derivatives', () => {
   it('is the identity when not training (N = 1 and N = 3), never aliasing its input', () => {
@@ -19,7 +19,7 @@ describe('Dropout derivatives', () => {
     for (const N of [1, 3]) {
       const x = tf.randomNormal([N, 3, 4], 0, 1, 'float32', N);
       checkModule(m, x, (z) => layer.apply(z) as tf.Tensor, { V: 2, tol: 1e-7, eps: 1 });
-      noLeaks(() => {
+      expectNoLeak(() => {
         const rec = m.forward(x, { training: false });
         expect(rec.output).not.toBe(x);
         expect(Object.keys(rec.saved)).toEqual([]);
@@ -35,7 +35,7 @@ describe('Dropout derivatives', () => {
     const m = new DropoutDerivatives(rate);
     const N = 2;
     const x = tf.randomNormal([N, 40, 50], 0, 1, 'float32', 4);
-    noLeaks(() => {
+    expectNoLeak(() => {
       const rec = m.forward(x, { training: true, seed: 17 });
       const mask = rec.saved.mask as tf.Tensor;
       expect(mask.shape).toEqual(x.shape);
@@ -76,7 +76,7 @@ describe('Dropout derivatives', () => {
     expect(() => modulesForLayer(layer)).toThrow(/Dropout layer 'dropns': option noiseShape is not supported/);
     expect(() => new DropoutDerivatives(1)).toThrow(/option rate must be in \[0, 1\), got 1/);
     expect(() => new DropoutDerivatives(-0.1)).toThrow(/option rate must be in \[0, 1\)/);
-    noLeaks(() => {
+    expectNoLeak(() => {
       const x = tf.ones([2, 3]);
       expect(() => new DropoutDerivatives(0.2).forward(x, { training: true })).toThrow(/training mode needs a seed/);
       // rate 0: identity even in training.

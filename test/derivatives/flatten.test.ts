@@ -6,7 +6,7 @@ import * as tf from '@tensorflow/tfjs';
 import { describe, expect, it } from 'vitest';
 import { modulesForLayer } from '../../src/derivatives/index';
 import { FlattenDerivatives } from '../../src/derivatives/flatten';
-import { checkModule, disposeRecord, noLeaks } from './helpers';
+import { checkModule, disposeRecord, expectNoLeak } from './helpers';
 
 describe('Flatten derivatives', () => {
   for (const [inShape, N, V] of [
@@ -27,7 +27,7 @@ describe('Flatten derivatives', () => {
 
   it('follows the (h, w, c) order and never aliases its input', () => {
     const m = new FlattenDerivatives();
-    noLeaks(() => {
+    expectNoLeak(() => {
       const x = tf.tensor4d([1, 2, 3, 4, 5, 6, 7, 8], [1, 2, 2, 2]);
       const rec = m.forward(x, { training: false });
       expect(rec.output).not.toBe(x);

@@ -7,7 +7,7 @@ import * as tf from '@tensorflow/tfjs';
 import { describe, expect, it } from 'vitest';
 import { modulesForLayer } from '../../src/derivatives/index';
 import { GlobalAveragePooling2DDerivatives } from '../../src/derivatives/globalAveragePooling2d';
-import { checkModule, disposeRecord, noLeaks } from './helpers';
+import { checkModule, disposeRecord, expectNoLeak } from './helpers';
 
 describe('GlobalAveragePooling2D derivatives', () => {
   for (const [inShape, N, V] of [
@@ -32,7 +32,7 @@ describe('GlobalAveragePooling2D derivatives', () => {
     const cf = tf.layers.globalAveragePooling2d({ inputShape: [2, 4, 4], dataFormat: 'channelsFirst', name: 'gapcf' });
     tf.sequential({ layers: [cf] });
     expect(() => modulesForLayer(cf)).toThrow(/GlobalAveragePooling2D layer 'gapcf': option dataFormat 'channelsFirst'/);
-    noLeaks(() => {
+    expectNoLeak(() => {
       const x = tf.zeros([2, 3, 3, 2]);
       const rec = m.forward(x, { training: false });
       const bad = tf.zeros([1, 3, 2]);

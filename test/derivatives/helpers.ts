@@ -6,45 +6,35 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { expect } from 'vitest';
+import { maxRelErr } from '../conformance/compare';
+import { expectNoLeak } from '../helpers/leaks';
 import type { ForwardRecord, LinearModuleDerivatives, ModuleDerivatives, ParamRole } from '../../src/derivatives/types';
 import { recordTensors } from '../../src/derivatives/record';
 import { paramProduct, type ProductKind } from '../../src/engine/paramProducts';
 
 export type Num = ArrayLike<number>;
 
-function arr(a: tf.Tensor | Num): Num {
-  return a instanceof tf.Tensor ? a.dataSync() : a;
+/** A MaxPooling2D / AveragePooling2D test case: input `[N, ...inShape]`, V stacked vectors. */
+export interface PoolingCase {
+  name: string;
+  inShape: [number, number, number];
+  poolSize: [number, number];
+  strides: [number, number];
+  padding: 'valid' | 'same';
+  N: number;
+  V: number;
 }
 
-/** max |a − b| / max |b| (absolute when b is all zero); Infinity on a length mismatch. */
-export function relErr(a: tf.Tensor | Num, b: tf.Tensor | Num): number {
-  const x = arr(a);
-  const y = arr(b);
-  if (x.length !== y.length) return Infinity;
-  let err = 0;
-  let scale = 0;
-  for (let i = 0; i < y.length; i++) {
-    const d = Math.abs((x[i] as number) - (y[i] as number));
-    err = Number.isNaN(d) ? Infinity : Math.max(err, d);
-    scale = Math.max(scale, Math.abs(y[i] as number));
-  }
-  return scale > 0 ? err / scale : err;
-}
+export { maxRelErr };
 
 /** Expect equal shapes and a relative error below tol. */
 export function expectClose(a: tf.Tensor, b: tf.Tensor | Num, tol: number, what = ''): void {
   if (b instanceof tf.Tensor) expect(a.shape, `${what} shape`).toEqual(b.shape);
-  const e = relErr(a, b);
-  expect(e, `${what} relErr ${e}`).toBeLessThanOrEqual(tol);
+  const e = maxRelErr(a, b);
+  expect(e, `${what} maxRelErr ${e}`).toBeLessThanOrEqual(tol);
 }
 
-/** Run fn; fail if it leaves tensors behind (fn disposes what it creates). */
-export function noLeaks<T>(fn: () => T): T {
-  const before = tf.memory().numTensors;
-  const out = fn();
-  expect(tf.memory().numTensors, 'tensor leak').toBe(before);
-  return out;
-}
+export { expectNoLeak };
 
 /** A forward record's own tensors (not its input). */
 export function disposeRecord(rec: ForwardRecord): void {
@@ -106,7 +96,7 @@ export function checkModule(
   reference: (x: tf.Tensor) => tf.Tensor,
   opts: { V: number; tol: number; eps: number; jvpTol?: number; seed?: number },
 ): void {
-  noLeaks(() => {
+  expectNoLeak(() => {
     const rec = m.forward(x, { training: false });
     expect(rec.output).not.toBe(x);
     tf.tidy(() => {
@@ -209,8 +199,8 @@ export function checkParamProducts(
       const [want, wantShape] = expected[kind];
       const got = paramProduct(kind, m, role, shape, X, D);
       expect(got.shape, `${role} ${kind} shape`).toEqual(wantShape);
-      const e = relErr(got, want);
-      expect(e, `${role} ${kind} relErr ${e}`).toBeLessThan(tol);
+      const e = maxRelErr(got, want);
+      expect(e, `${role} ${kind} maxRelErr ${e}`).toBeLessThan(tol);
       got.dispose();
       // With the record: the module's own fast path where it has one (Conv2D's summed kernel
       // product), X made lazily only when needed.
@@ -218,8 +208,8 @@ export function checkParamProducts(
       const lazyX = role === 'kernel' ? () => (made++, X as tf.Tensor3D) : undefined;
       const viaRec = paramProduct(kind, m, role, shape, lazyX, D, rec);
       expect(viaRec.shape, `${role} ${kind} (record) shape`).toEqual(wantShape);
-      const eRec = relErr(viaRec, want);
-      expect(eRec, `${role} ${kind} (record) relErr ${eRec}`).toBeLessThan(tol);
+      const eRec = maxRelErr(viaRec, want);
+      expect(eRec, `${role} ${kind} (record) maxRelErr ${eRec}`).toBeLessThan(tol);
       const fast = role === 'kernel' && kind === 'summed' && m.summedKernelProduct !== undefined;
       expect(made, `${role} ${kind}: unfolded input made`).toBe(role === 'kernel' && !fast ? 1 : 0);
       viaRec.dispose();

@@ -20,7 +20,7 @@ import {
   windowValidity,
   type WindowPadding,
 } from '../../src/derivatives/im2col';
-import { autodiffVjp, noLeaks, relErr } from './helpers';
+import { autodiffVjp, expectNoLeak, maxRelErr } from './helpers';
 
 interface Geo {
   H: number;
@@ -92,7 +92,7 @@ describe('im2col window primitives (cpu)', () => {
   for (const g of GEOS) {
     it(name(g), () => {
       const geo = windowGeometry('test', [g.H, g.W, g.C], g.k, g.s, g.d, g.p);
-      noLeaks(() => {
+      expectNoLeak(() => {
         const x = tf.randomNormal([2, g.H, g.W, g.C], 0, 1, 'float32', 1) as tf.Tensor4D;
         const O = 3;
         const K = tf.randomNormal([...g.k, g.C, O], 0, 1, 'float32', 2) as tf.Tensor4D;
@@ -105,7 +105,7 @@ describe('im2col window primitives (cpu)', () => {
         const T = geo.h.out * geo.w.out;
         expect(X.shape).toEqual([2, T, g.k[0] * g.k[1] * g.C]);
         const viaX = tf.tidy(() => tf.reshape(tf.matMul(tf.reshape(X, [2 * T, -1]), tf.reshape(K, [-1, O])), y.shape));
-        expect(relErr(viaX, y)).toBeLessThan(1e-5);
+        expect(maxRelErr(viaX, y)).toBeLessThan(1e-5);
         // Validity: a patch entry is exactly zero where its window element lies in the padding.
         const valid = windowValidity(geo);
         const Xv = X.dataSync();
@@ -120,7 +120,7 @@ describe('im2col window primitives (cpu)', () => {
         const flipped = flipKernel(K);
         const got = transposedWindowConv(gy, flipped, geo, false);
         expect(got.shape).toEqual(x.shape);
-        expect(relErr(got, ref)).toBeLessThan(1e-5);
+        expect(maxRelErr(got, ref)).toBeLessThan(1e-5);
         // Depthwise adjoint (pooling-style windows: one kernel per channel).
         const Kdw = tf.randomNormal([...g.k, g.C, 1], 0, 1, 'float32', 4) as tf.Tensor4D;
         const ydw = tf.depthwiseConv2d(x, Kdw, g.s, g.p, 'NHWC', g.d);
@@ -131,18 +131,18 @@ describe('im2col window primitives (cpu)', () => {
         );
         const fdw = flipKernel(Kdw, true);
         const gotDw = transposedWindowConv(gdw, fdw, geo, true);
-        expect(relErr(gotDw, refDw)).toBeLessThan(1e-5);
+        expect(maxRelErr(gotDw, refDw)).toBeLessThan(1e-5);
         // flipKernel (reversal matMul) is exactly the rotation: reverse (kh, kw), swap in/out.
         const flipRef = tf.tidy(() => tf.transpose(tf.reverse(K, [0, 1]), [0, 1, 3, 2]));
-        expect(relErr(flipped, flipRef)).toBe(0);
+        expect(maxRelErr(flipped, flipRef)).toBe(0);
         const fdwRef = tf.reverse(Kdw, [0, 1]);
-        expect(relErr(fdw, fdwRef)).toBe(0);
+        expect(maxRelErr(fdw, fdwRef)).toBe(0);
         // Kernel products as one conv vs brute force from the definition (V = 2 and V = 1).
         for (const V of [2, 1]) {
           const D = tf.randomNormal([V, ...y.shape], 0, 1, 'float32', 6 + V);
           const prod = convKernelProduct(x, D, geo);
           expect(prod.shape).toEqual([V, ...g.k, g.C, O]);
-          expect(relErr(prod, bruteKernelProduct(x, D, g, geo.h.padBefore, geo.w.padBefore))).toBeLessThan(1e-5);
+          expect(maxRelErr(prod, bruteKernelProduct(x, D, g, geo.h.padBefore, geo.w.padBefore))).toBeLessThan(1e-5);
           tf.dispose([D, prod]);
         }
         tf.dispose([x, K, y, X, viaX, gy, Kd, ref, flipped, got, Kdw, ydw, gdw, Kdwd, refDw, fdw, gotDw, flipRef, fdwRef]);

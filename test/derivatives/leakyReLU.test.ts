@@ -7,7 +7,7 @@ import * as tf from '@tensorflow/tfjs';
 import { describe, expect, it } from 'vitest';
 import { modulesForLayer } from '../../src/derivatives/index';
 import { leakyReLUDerivatives } from '../../src/derivatives/leakyReLU';
-import { checkModule, disposeRecord, expectClose, noLeaks } from './helpers';
+import { checkModule, disposeRecord, expectClose, expectNoLeak } from './helpers';
 
 describe('LeakyReLU derivatives', () => {
   for (const alpha of [0.2, undefined]) {
@@ -24,7 +24,7 @@ describe('LeakyReLU derivatives', () => {
           return tf.mul(tf.sign(z), tf.add(tf.abs(z), 0.1));
         });
         checkModule(m, x, (z) => layer.apply(z) as tf.Tensor, { V: 3, tol: 1e-6, eps: 0.05, jvpTol: 1e-5 });
-        noLeaks(() => {
+        expectNoLeak(() => {
           const rec = m.forward(x, { training: false });
           tf.tidy(() => {
             const want = tf.where(tf.greater(x, 0), tf.onesLike(x), tf.fill(x.shape, alpha ?? 0.3));

@@ -17,19 +17,9 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { MaxPooling2DDerivatives } from '../../src/derivatives/maxPooling2d';
 import { modulesForLayer } from '../../src/derivatives/index';
 import { Rng } from '../../src/utils/random';
-import { checkModule, disposeRecord, noLeaks, onBackend, relErr } from './helpers';
+import { checkModule, disposeRecord, expectNoLeak, maxRelErr, onBackend, type PoolingCase } from './helpers';
 
-interface Case {
-  name: string;
-  inShape: [number, number, number];
-  poolSize: [number, number];
-  strides: [number, number];
-  padding: 'valid' | 'same';
-  N: number;
-  V: number;
-}
-
-const CASES: Case[] = [
+const CASES: PoolingCase[] = [
   { name: '2×2 stride 2 valid (disjoint windows)', inShape: [6, 6, 2], poolSize: [2, 2], strides: [2, 2], padding: 'valid', N: 2, V: 3 },
   { name: '3×3 stride 2 valid (overlapping windows)', inShape: [7, 7, 2], poolSize: [3, 3], strides: [2, 2], padding: 'valid', N: 2, V: 2 },
   { name: '3×3 stride 2 same (overlap, −∞ padding), N = 1', inShape: [6, 7, 2], poolSize: [3, 3], strides: [2, 2], padding: 'same', N: 1, V: 2 },
@@ -49,14 +39,14 @@ function distinctInput(shape: number[], seed: number): tf.Tensor {
   return tf.tensor(v, shape);
 }
 
-function buildLayer(c: Case): tf.layers.Layer {
+function buildLayer(c: PoolingCase): tf.layers.Layer {
   const layer = tf.layers.maxPooling2d({ inputShape: c.inShape, poolSize: c.poolSize, strides: c.strides, padding: c.padding });
   tf.sequential({ layers: [layer] });
   return layer;
 }
 
 /** Brute force: flat per-sample index of the first (row-major) maximal valid cell of each window. */
-function bruteArgmax(x: tf.Tensor, c: Case): Int32Array {
+function bruteArgmax(x: tf.Tensor, c: PoolingCase): Int32Array {
   const [N, H, W, C] = x.shape as [number, number, number, number];
   const xv = x.dataSync();
   const [ph, pw] = c.poolSize;
@@ -111,7 +101,7 @@ describe('MaxPooling2D derivatives (cpu references)', () => {
       expect(m.kind).toBe('MaxPooling2D');
       const x = distinctInput([c.N, ...c.inShape], 3);
       checkModule(m, x, (z) => layer.apply(z) as tf.Tensor, { V: c.V, tol: 1e-5, eps: 0.25, jvpTol: 1e-4 });
-      noLeaks(() => {
+      expectNoLeak(() => {
         const rec = m.forward(x, { training: false });
         expect(rec.saved.argmax?.dtype).toBe('int32');
         expect(Array.from(rec.saved.argmax?.dataSync() ?? [])).toEqual(Array.from(bruteArgmax(x, c)));
@@ -123,17 +113,17 @@ describe('MaxPooling2D derivatives (cpu references)', () => {
   }
 
   it('routes tied windows (all zeros after a ReLU) to the first maximum in row-major order', () => {
-    for (const c of [CASES[1] as Case, CASES[2] as Case, CASES[3] as Case]) {
+    for (const c of [CASES[1] as PoolingCase, CASES[2] as PoolingCase, CASES[3] as PoolingCase]) {
       const layer = buildLayer(c);
       const [m] = modulesForLayer(layer) as [MaxPooling2DDerivatives];
-      noLeaks(() => {
+      expectNoLeak(() => {
         // relu of mostly negative values: many all-zero windows; rounding makes more exact ties.
         const x = tf.tidy(() => tf.round(tf.relu(tf.randomNormal([3, ...c.inShape], -0.8, 1, 'float32', 5))));
         const rec = m.forward(x, { training: false });
         const want = bruteArgmax(x, c);
         expect(Array.from(rec.saved.argmax?.dataSync() ?? [])).toEqual(Array.from(want));
         tf.tidy(() => {
-          expect(relErr(rec.output, layer.apply(x) as tf.Tensor)).toBe(0);
+          expect(maxRelErr(rec.output, layer.apply(x) as tf.Tensor)).toBe(0);
         });
         // jacTMatProd = scatter-add of each output to its routed input (duplicates add up).
         const V = 2;
@@ -146,7 +136,7 @@ describe('MaxPooling2D derivatives (cpu references)', () => {
           for (let n = 0; n < 3; n++)
             for (let p = 0; p < P; p++) ref[(v * 3 + n) * inSize + (want[n * P + p] as number)] += mv[(v * 3 + n) * P + p] as number;
         const got = m.jacTMatProd(rec, mat);
-        expect(relErr(got, ref)).toBeLessThan(1e-6);
+        expect(maxRelErr(got, ref)).toBeLessThan(1e-6);
         const vin = tf.randomNormal([V, ...x.shape], 0, 1, 'float32', 7);
         const vv = vin.dataSync();
         const refJ = new Float64Array(V * 3 * P);
@@ -154,7 +144,7 @@ describe('MaxPooling2D derivatives (cpu references)', () => {
           for (let n = 0; n < 3; n++)
             for (let p = 0; p < P; p++) refJ[(v * 3 + n) * P + p] = vv[(v * 3 + n) * inSize + (want[n * P + p] as number)] as number;
         const gotJ = m.jacMatProd(rec, vin);
-        expect(relErr(gotJ, refJ)).toBe(0);
+        expect(maxRelErr(gotJ, refJ)).toBe(0);
         tf.dispose([x, mat, got, vin, gotJ]);
         disposeRecord(rec);
       });
@@ -163,7 +153,7 @@ describe('MaxPooling2D derivatives (cpu references)', () => {
   });
 
   it('splits the index arithmetic into exact float32 chunks (stack entries, then samples)', () => {
-    const c = CASES[1] as Case;
+    const c = CASES[1] as PoolingCase;
     const layer = buildLayer(c);
     const [m] = modulesForLayer(layer) as [MaxPooling2DDerivatives];
     const x = distinctInput([4, ...c.inShape], 8);
@@ -176,9 +166,9 @@ describe('MaxPooling2D derivatives (cpu references)', () => {
     // span = 9 rows ≥ N = 4: two stack entries per chunk; span = 3 rows < N: sample chunks.
     for (const rows of [9, 3]) {
       MaxPooling2DDerivatives.indexSpan = rows * inSize + 1;
-      noLeaks(() => {
+      expectNoLeak(() => {
         const parts = [m.jacTMatProd(rec, mat), m.jacMatProd(rec, vin)];
-        parts.forEach((p, i) => expect(relErr(p, whole[i] as tf.Tensor), `rows ${rows} product ${i}`).toBe(0));
+        parts.forEach((p, i) => expect(maxRelErr(p, whole[i] as tf.Tensor), `rows ${rows} product ${i}`).toBe(0));
         tf.dispose(parts);
       });
     }
@@ -198,7 +188,7 @@ describe('MaxPooling2D derivatives (cpu references)', () => {
       const mat = tf.randomNormal([V, 2, ...m.outputShape(c.inShape)], 0, 1, 'float32', 32);
       const vin = tf.randomNormal([V, 2, ...c.inShape], 0, 1, 'float32', 33);
       const run = () =>
-        noLeaks(() => {
+        expectNoLeak(() => {
           const rec = m.forward(x, { training: false });
           const out = tf.tidy(() =>
             [rec.output, rec.saved.argmax as tf.Tensor, m.jacTMatProd(rec, mat), m.jacMatProd(rec, vin)].map((t) =>
@@ -210,7 +200,7 @@ describe('MaxPooling2D derivatives (cpu references)', () => {
         });
       const cpu = run();
       const wasm = await onBackend('wasm', run);
-      wasm.forEach((w, i) => expect(relErr(w, cpu[i] as number[]), `${c.name} output ${i}`).toBe(0));
+      wasm.forEach((w, i) => expect(maxRelErr(w, cpu[i] as number[]), `${c.name} output ${i}`).toBe(0));
       tf.dispose([x, mat, vin]);
       layer.dispose();
     }
@@ -218,7 +208,7 @@ describe('MaxPooling2D derivatives (cpu references)', () => {
 
   it('finds the same first maxima by ArgMax (wasm, cpu) and by the equality route (other backends)', async () => {
     // Ties (rounded relu) and all-negative windows at a 'same' border (the −FLT_MAX padding must never win).
-    const inputs = (c: Case) => [
+    const inputs = (c: PoolingCase) => [
       tf.tidy(() => tf.round(tf.relu(tf.randomNormal([3, ...c.inShape], -0.8, 1, 'float32', 41)))),
       tf.tidy(() => tf.neg(tf.abs(tf.randomNormal([2, ...c.inShape], 0, 1, 'float32', 42)))),
     ];
@@ -228,7 +218,7 @@ describe('MaxPooling2D derivatives (cpu references)', () => {
       for (const x of inputs(c)) {
         const want = Array.from(bruteArgmax(x, c));
         const argmaxOf = () =>
-          noLeaks(() => {
+          expectNoLeak(() => {
             const rec = m.forward(x, { training: false });
             const a = Array.from(rec.saved.argmax?.dataSync() ?? []);
             disposeRecord(rec);

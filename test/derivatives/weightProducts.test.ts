@@ -23,7 +23,7 @@ import {
   sumSquaredKernelProduct,
   unstackRows,
 } from '../../src/derivatives/weightProducts';
-import { noLeaks, relErr } from './helpers';
+import { expectNoLeak, maxRelErr } from './helpers';
 
 interface Shapes {
   N: number;
@@ -86,10 +86,10 @@ describe('weight products', () => {
           }
           for (let o = 0; o < O; o++) bSummed[v * O + o] += b[(v * N + n) * O + o] as number;
         }
-      noLeaks(() => {
+      expectNoLeak(() => {
         const check = (t: tf.Tensor, shape: number[], want: Float64Array, what: string) => {
           expect(t.shape, what).toEqual(shape);
-          expect(relErr(t, want), what).toBeLessThan(1e-5);
+          expect(maxRelErr(t, want), what).toBeLessThan(1e-5);
           t.dispose();
         };
         check(summedKernelProduct(X, D), [V, I, O], summed, 'summedKernelProduct');
@@ -108,7 +108,7 @@ describe('weight products', () => {
           for (let v = 0; v < V; v++)
             for (let i = 0; i < I; i++)
               for (let o = 0; o < O; o++) want[(i * V + v) * O + o] = G[((v * N + n) * I + i) * O + o] as number;
-          expect(relErr(P, want)).toBeLessThan(1e-5);
+          expect(maxRelErr(P, want)).toBeLessThan(1e-5);
         });
         expect(seen).toEqual(Array.from({ length: N }, (_, n) => n));
       });
@@ -117,7 +117,7 @@ describe('weight products', () => {
   }
 
   it('rowBlocks cuts consecutive rows; gram equals XᵀX in float64 (one product, and row blocks for R > 2048)', () => {
-    noLeaks(() => {
+    expectNoLeak(() => {
       const t = tf.randomNormal([7, 3, 2], 0, 1, 'float32', 21);
       const blocks = rowBlocks(t, [0, 2, 3, 7]);
       expect(blocks.map((b) => b.shape)).toEqual([[2, 3, 2], [1, 3, 2], [4, 3, 2]]);
@@ -136,7 +136,7 @@ describe('weight products', () => {
           for (let i = 0; i < I; i++) for (let j = 0; j < I; j++) want[i * I + j] += (x[r * I + i] as number) * (x[r * I + j] as number);
         const G = gram(X);
         // float32 sums of R products: ~1e-6·√R relative.
-        expect(relErr(G, want)).toBeLessThan(1e-5);
+        expect(maxRelErr(G, want)).toBeLessThan(1e-5);
         tf.dispose([X, G]);
       }
     });
@@ -152,7 +152,7 @@ describe('weight products', () => {
   });
 
   it('sumLeadingAxis and sumPositions equal float64 sums', () => {
-    noLeaks(() => {
+    expectNoLeak(() => {
       // [A, L, R]: L = 1 (a reshape); R with a divisor in 8..1024 (average pool over [A, L, R/c, c]:
       // c = R, c = 1024 < R); R without one (tf.sum).
       for (const shape of [[1, 3, 24], [5, 3, 24], [4, 1, 24], [3, 7, 2048], [2, 6, 13], [4, 7, 3]] as [number, number, number][]) {
@@ -172,15 +172,15 @@ describe('weight products', () => {
         expect(l.shape).toEqual([B, C]);
         expect(p.shape).toEqual([A, C]);
         // float32 sums of ≤ 7 terms; the pool's 1/T · T scaling adds ≤ 2 roundings.
-        expect(relErr(l, lead)).toBeLessThan(1e-6);
-        expect(relErr(p, pos)).toBeLessThan(1e-6);
+        expect(maxRelErr(l, lead)).toBeLessThan(1e-6);
+        expect(maxRelErr(p, pos)).toBeLessThan(1e-6);
         tf.dispose([t, l, p]);
       }
     });
   });
 
   it('unstackRows equals tf.unstack (float32, int32, bool, and rows of a large tensor)', () => {
-    noLeaks(() => {
+    expectNoLeak(() => {
       for (const t of [
         tf.randomNormal([3, 2, 4], 0, 1, 'float32', 3),
         tf.tensor2d([[1, 2], [3, 4], [5, 6]], [3, 2], 'int32'),

@@ -7,7 +7,7 @@ import * as tf from '@tensorflow/tfjs';
 import { describe, expect, it } from 'vitest';
 import { modulesForLayer } from '../../src/derivatives/index';
 import { normalizePadding2D, ZeroPadding2DDerivatives } from '../../src/derivatives/zeroPadding2d';
-import { checkModule, disposeRecord, noLeaks } from './helpers';
+import { checkModule, disposeRecord, expectNoLeak } from './helpers';
 
 describe('ZeroPadding2D derivatives', () => {
   const cases: [string, number | [number, number] | [[number, number], [number, number]], number, number][] = [
@@ -39,7 +39,7 @@ describe('ZeroPadding2D derivatives', () => {
     tf.sequential({ layers: [cf] });
     expect(() => modulesForLayer(cf)).toThrow(/ZeroPadding2D layer 'zpcf': option dataFormat 'channelsFirst' is not supported/);
     const m = new ZeroPadding2DDerivatives(1);
-    noLeaks(() => {
+    expectNoLeak(() => {
       const x = tf.zeros([2, 3, 3, 1]);
       const rec = m.forward(x, { training: false });
       const bad = tf.zeros([1, 2, 3, 3, 1]);

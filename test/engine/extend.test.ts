@@ -8,11 +8,12 @@
  * ~100 float32 ulps, far below any real error.
  */
 import * as tf from '@tensorflow/tfjs';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { extend } from '../../src/engine/extend';
 import { BatchGrad, BatchL2Grad, SumGradSquared, Variance } from '../../extensions/firstorder/index';
-import { referenceGrads, relErr, type LossKind } from '../helpers/autodiff';
+import { referenceGrads, maxRelErr, type LossKind } from '../helpers/autodiff';
 import type { LinearModuleDerivatives } from '../../src/derivatives/types';
+import { expectNoLeaksPerTest } from '../helpers/leaks';
 
 const TOL = 1e-5;
 
@@ -31,14 +32,7 @@ function targets(kind: LossKind, N: number, C: number, seed = 3): tf.Tensor {
   return tf.randomNormal([N, C], 0, 1, 'float32', seed);
 }
 
-let before = 0;
-beforeEach(() => {
-  before = tf.memory().numTensors;
-});
-afterEach(() => {
-  // every test disposes what it creates
-  expect(tf.memory().numTensors).toBe(before);
-});
+expectNoLeaksPerTest(); // every test disposes what it creates
 
 describe('gradients equal TF.js autodiff', () => {
   const acts = ['linear', 'relu', 'tanh', 'sigmoid', 'elu', 'selu', 'softplus', 'softsign', 'relu6'];
@@ -54,7 +48,7 @@ describe('gradients equal TF.js autodiff', () => {
           const r = ext.backward(x, y);
           const ref = referenceGrads(model, kind, reduction, x, y);
           expect(Math.abs(r.loss - ref.loss) / Math.abs(ref.loss)).toBeLessThan(TOL);
-          for (const p of ext.params) expect(relErr(r.grads[p.name] as tf.Tensor, ref.grads[p.name] as tf.Tensor)).toBeLessThan(TOL);
+          for (const p of ext.params) expect(maxRelErr(r.grads[p.name] as tf.Tensor, ref.grads[p.name] as tf.Tensor)).toBeLessThan(TOL);
           r.dispose();
           tf.dispose([x, y, ...Object.values(ref.grads)]);
           model.dispose();
@@ -79,7 +73,7 @@ describe('gradients equal TF.js autodiff', () => {
     expect(ext.params.map((p) => p.shortName)).toEqual(['0/kernel', '0/bias', '2/kernel', '4/kernel', '4/bias']);
     const r = ext.backward(x, y);
     const ref = referenceGrads(model, 'softmaxCrossEntropy', 'mean', x, y);
-    for (const p of ext.params) expect(relErr(r.grad(p), ref.grads[p.name] as tf.Tensor)).toBeLessThan(TOL);
+    for (const p of ext.params) expect(maxRelErr(r.grad(p), ref.grads[p.name] as tf.Tensor)).toBeLessThan(TOL);
     r.dispose();
     tf.dispose([x, y, ...Object.values(ref.grads)]);
     model.dispose();
@@ -95,7 +89,7 @@ describe('gradients equal TF.js autodiff', () => {
     const ext = extend(model, { loss: 'mse', reduction: 'sum' });
     const r = ext.backward(x, y);
     const ref = referenceGrads(model, 'mse', 'sum', x, y);
-    for (const p of ext.params) expect(relErr(r.grad(p), ref.grads[p.name] as tf.Tensor)).toBeLessThan(TOL);
+    for (const p of ext.params) expect(maxRelErr(r.grad(p), ref.grads[p.name] as tf.Tensor)).toBeLessThan(TOL);
     r.dispose();
     tf.dispose([x, y, ...Object.values(ref.grads)]);
     model.dispose();
@@ -107,7 +101,7 @@ describe('gradients equal TF.js autodiff', () => {
     const ext = extend(model, { loss: 'mse' });
     const a = ext.forward(x);
     const b = model.predict(x) as tf.Tensor;
-    expect(relErr(a, b)).toBeLessThan(1e-6);
+    expect(maxRelErr(a, b)).toBeLessThan(1e-6);
     tf.dispose([a, b, x]);
     model.dispose();
   });
@@ -149,7 +143,7 @@ describe('results and training', () => {
     expect(r.list(bg).map((t) => t?.shape[0])).toEqual([4, 4, 4, 4]);
     // Σ_n batch_grad = grad
     const summed = tf.sum(r.get(bg, k), 0);
-    expect(relErr(summed, r.grad(k))).toBeLessThan(1e-6);
+    expect(maxRelErr(summed, r.grad(k))).toBeLessThan(1e-6);
     summed.dispose();
     expect(() => r.get('KFAC', k)).toThrow(/no results for extension 'KFAC'.*BatchGrad, BatchL2Grad/);
     expect(() => r.get(bg, 'nope')).toThrow(/unknown parameter 'nope'.*dense/);
@@ -229,9 +223,9 @@ describe('results and training', () => {
     expect(unfolds).toBe(2);
     for (const p of ext.params) {
       // The conv-based gradient equals the sum of the per-sample gradients (patch route).
-      expect(relErr(r.grads[p.name] as tf.Tensor, plain.grads[p.name] as tf.Tensor)).toBe(0);
+      expect(maxRelErr(r.grads[p.name] as tf.Tensor, plain.grads[p.name] as tf.Tensor)).toBe(0);
       const summed = tf.sum(r.get(bg, p), 0);
-      expect(relErr(summed, plain.grads[p.name] as tf.Tensor)).toBeLessThan(TOL);
+      expect(maxRelErr(summed, plain.grads[p.name] as tf.Tensor)).toBeLessThan(TOL);
       summed.dispose();
     }
     plain.dispose();
@@ -250,7 +244,7 @@ describe('results and training', () => {
     const r = ext.backward(x, y, { extensions: [all, sub] });
     for (const p of ext.params) {
       const rows = tf.gather(r.get(all, p), [4, 1]);
-      expect(relErr(r.get(sub, p), rows)).toBeLessThan(1e-7);
+      expect(maxRelErr(r.get(sub, p), rows)).toBeLessThan(1e-7);
       rows.dispose();
     }
     r.dispose();

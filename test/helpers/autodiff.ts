@@ -1,11 +1,18 @@
 /**
  * Independent references from TF.js autodiff: the loss of a LayersModel
  * computed with plain TF.js ops (not curvpack's losses), and its gradients
- * via tf.variableGrads.
+ * via tf.variableGrads; and the comparison of two models' weights.
  */
 import * as tf from '@tensorflow/tfjs';
+import { maxRelErr } from '../conformance/compare';
 
 export type LossKind = 'mse' | 'softmaxCrossEntropy' | 'sigmoidCrossEntropy';
+
+/** The loss normaliser of FORMAT.md §4: 1 (sum), N (softmax cross-entropy, mean) or N·C (mean). */
+export function normalizer(kind: LossKind, reduction: 'mean' | 'sum', N: number, C: number): number {
+  if (reduction === 'sum') return 1;
+  return kind === 'softmaxCrossEntropy' ? N : N * C;
+}
 
 /** Reference loss with FORMAT.md §4 conventions, written directly in TF.js ops. */
 export function referenceLoss(kind: LossKind, reduction: 'mean' | 'sum', f: tf.Tensor2D, y: tf.Tensor): tf.Scalar {
@@ -21,8 +28,7 @@ export function referenceLoss(kind: LossKind, reduction: 'mean' | 'sum', f: tf.T
       const sig = tf.sigmoid(f);
       s = tf.neg(tf.sum(tf.add(tf.mul(y, tf.log(sig)), tf.mul(tf.sub(1, y), tf.log(tf.sub(1, sig))))));
     }
-    const norm = reduction === 'sum' ? 1 : kind === 'softmaxCrossEntropy' ? N : N * C;
-    return tf.div(s, norm) as tf.Scalar;
+    return tf.div(s, normalizer(kind, reduction, N, C)) as tf.Scalar;
   });
 }
 
@@ -44,15 +50,10 @@ export function referenceGrads(
   return { loss, grads };
 }
 
-/** max |a − b| / max |b|. */
-export function relErr(a: tf.Tensor, b: tf.Tensor): number {
-  const av = a.dataSync();
-  const bv = b.dataSync();
-  let err = 0;
-  let scale = 0;
-  for (let i = 0; i < bv.length; i++) {
-    err = Math.max(err, Math.abs((av[i] as number) - (bv[i] as number)));
-    scale = Math.max(scale, Math.abs(bv[i] as number));
-  }
-  return scale > 0 ? err / scale : err;
+export { maxRelErr };
+
+/** The largest maxRelErr between corresponding weights of two models of one architecture. */
+export function weightsErr(a: tf.LayersModel, b: tf.LayersModel): number {
+  const wb = b.getWeights();
+  return Math.max(0, ...a.getWeights().map((w, i) => maxRelErr(w, wb[i] as tf.Tensor)));
 }

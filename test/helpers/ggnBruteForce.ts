@@ -3,12 +3,13 @@
  * curvpack: per-sample Jacobians `J_n = ∂f_n/∂θ` from TF.js autodiff (one
  * `tf.variableGrads` per sample and output), BackPACK's loss factor `S_n`
  * written from FORMAT.md §4 in float64, per-sample loss gradients
- * `∂ℓ_n/∂f_n` from autodiff of the reference loss, and a Jacobi eigensolver
- * in float64. Everything is flattened in the flat parameter order
+ * `∂ℓ_n/∂f_n` from autodiff of the reference loss, explicit per-sample
+ * kernel products, and a Jacobi eigensolver in float64 (also used by the
+ * influence tests). Everything is flattened in the flat parameter order
  * (model.trainableWeights: layer order, kernel before bias, row-major).
  */
 import * as tf from '@tensorflow/tfjs';
-import { referenceLoss, type LossKind } from './autodiff';
+import { normalizer, referenceLoss, type LossKind } from './autodiff';
 
 export interface BruteForce {
   N: number;
@@ -67,7 +68,7 @@ export function bruteForce(model: tf.LayersModel, kind: LossKind, reduction: 'me
   const dl = tf.grad((out: tf.Tensor) => referenceLoss(kind, reduction, out as tf.Tensor2D, y))(fT);
   const dlv = Float64Array.from(dl.dataSync());
   tf.dispose([fT, dl]);
-  const norm = reduction === 'sum' ? 1 : kind === 'softmaxCrossEntropy' ? N : N * C;
+  const norm = normalizer(kind, reduction, N, C);
   const sqrt: Float64Array[][] = Array.from({ length: C }, () => []);
   const grads: Float64Array[] = [];
   for (let n = 0; n < N; n++) {
@@ -156,6 +157,33 @@ export function matVec(M: Float64Array, v: ArrayLike<number>): Float64Array {
     let s = 0;
     for (let j = 0; j < k; j++) s += (M[i * k + j] as number) * (v[j] as number);
     out[i] = s;
+  }
+  return out;
+}
+
+/**
+ * Per-sample kernel products `P[(v,m)] = Σ_t X[m,t] ⊗ D[v,m,t]` (`I·O`,
+ * row-major; v-major list), with `bias` also the bias products
+ * `Σ_t D[v,m,t]` appended, in float64 from X `[n, T, I]` and D `[V, n, T, O]`.
+ */
+export function perSampleKernelProducts(X: tf.Tensor3D, D: tf.Tensor4D, bias = false): Float64Array[] {
+  const [n, T, I] = X.shape;
+  const [V, , , O] = D.shape;
+  const x = X.dataSync();
+  const d = D.dataSync();
+  const out: Float64Array[] = [];
+  for (let v = 0; v < V; v++) {
+    for (let m = 0; m < n; m++) {
+      const P = new Float64Array(I * O + (bias ? O : 0));
+      for (let t = 0; t < T; t++) {
+        for (let o = 0; o < O; o++) {
+          const dv = d[((v * n + m) * T + t) * O + o] as number;
+          for (let i = 0; i < I; i++) P[i * O + o] += (x[(m * T + t) * I + i] as number) * dv;
+          if (bias) P[I * O + o] += dv;
+        }
+      }
+      out.push(P);
+    }
   }
   return out;
 }

@@ -9,32 +9,18 @@
  * 1e-4 relative to its largest entry.
  */
 import * as tf from '@tensorflow/tfjs';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { extend } from '../../src/engine/extend';
 import { DirectionalDampedNewton, newtonStepMap, type DirectionalDampedNewtonResult } from '../../hooks/directionalDampedNewton';
 import { GramMatrix } from '../../hooks/gramMatrix';
 import { constantDamping, groupsFull, groupsPerLayer, groupsPerParam, topK, type HostMatrix } from '../../hooks/groups';
 import { bruteForce, dot, flattenRows, groupIndices, jacobiEigen, makeTargets, restrictMat, restrictVec, smallMlp, type BruteForce } from '../helpers/ggnBruteForce';
+import { maxRelErr } from '../conformance/compare';
+import { expectNoLeaksPerTest } from '../helpers/leaks';
 
 const TOL = 1e-4;
 
-let before = 0;
-beforeEach(() => {
-  before = tf.memory().numTensors;
-});
-afterEach(() => {
-  expect(tf.memory().numTensors).toBe(before);
-});
-
-function maxRel(a: ArrayLike<number>, e: ArrayLike<number>): number {
-  let err = 0;
-  let scale = 0;
-  for (let i = 0; i < e.length; i++) {
-    err = Math.max(err, Math.abs((a[i] as number) - (e[i] as number)));
-    scale = Math.max(scale, Math.abs(e[i] as number));
-  }
-  return scale > 0 ? err / scale : err;
-}
+expectNoLeaksPerTest();
 
 /**
  * Brute-force step of a group: eigenpairs of the explicit GGN block with
@@ -83,7 +69,7 @@ describe('DirectionalDampedNewton equals the brute-force damped Newton step', ()
           res.newtonStep.forEach((t, p) => expect(t.shape).toEqual(ext.layout.resolve(res.params[p] as string).shape));
           expect(res.damping).toEqual(res.selected.map(() => 1));
           const ref = bruteStep(bf, g.params as string[], () => 1, [0, 1, 2, 3, 4]);
-          expect(maxRel(flatStep(res), ref)).toBeLessThan(TOL);
+          expect(maxRelErr(flatStep(res), ref)).toBeLessThan(TOL);
         });
       }
       // newtonStepMap: variable name → the per-layer steps (the results' own tensors).
@@ -125,10 +111,10 @@ describe('DirectionalDampedNewton equals the brute-force damped Newton step', ()
       const u = Array.from({ length: 18 }, (_, i) => c.U.data[i * 4 + k] as number);
       expect(Math.abs(dot(u, u) - 1)).toBeLessThan(1e-12);
       const Gu = Gm.map((row) => dot(row, u));
-      expect(maxRel(Gu, u.map((v) => v * (c.evals[k] as number)))).toBeLessThan(1e-4);
+      expect(maxRelErr(Gu, u.map((v) => v * (c.evals[k] as number)))).toBeLessThan(1e-4);
     }
-    expect(maxRel(c.G.data, res.gammas.dataSync())).toBeLessThan(1e-6);
-    expect(maxRel(c.L.data, res.lambdas.dataSync())).toBeLessThan(1e-6);
+    expect(maxRelErr(c.G.data, res.gammas.dataSync())).toBeLessThan(1e-6);
+    expect(maxRelErr(c.L.data, res.lambdas.dataSync())).toBeLessThan(1e-6);
     expect(res.damping).toEqual(c.evals.map((l) => 0.5 * l));
     // Coefficients a_k = −mean γ_k / (mean λ_k + δ_k) (computed from float64 λ; the result holds float32 copies).
     const g = res.gammas.arraySync() as number[][];
@@ -143,10 +129,10 @@ describe('DirectionalDampedNewton equals the brute-force damped Newton step', ()
     const fromEvecs = new Float64Array(bf.D);
     E.forEach((e, k) => e.forEach((v, i) => (fromEvecs[i] += (res.coefficients[k] as number) * v)));
     const step = flatStep(res);
-    expect(maxRel(step, fromEvecs)).toBeLessThan(TOL);
+    expect(maxRelErr(step, fromEvecs)).toBeLessThan(TOL);
     const lambdasSorted = [...res.evals].sort((a, b) => a - b);
     const ratio = (((lambdasSorted[lambdasSorted.length - 4] as number) * 0.999) / Math.max(...res.evals));
-    expect(maxRel(step, bruteStep(bf, bf.names, (lam) => 0.5 * lam, gradS, ratio))).toBeLessThan(TOL);
+    expect(maxRelErr(step, bruteStep(bf, bf.names, (lam) => 0.5 * lam, gradS, ratio))).toBeLessThan(TOL);
     r.dispose();
     tf.dispose([x, y]);
     model.dispose();
@@ -162,7 +148,7 @@ describe('DirectionalDampedNewton equals the brute-force damped Newton step', ()
     const r = ext.backward(x, y, { hooks: [hook] });
     hook.groups.forEach((g, i) => {
       const res = r.groups(hook)[i] as DirectionalDampedNewtonResult;
-      expect(maxRel(flatStep(res), bruteStep(bf, g.params as string[], () => 0.1, [0, 1, 2, 3]))).toBeLessThan(TOL);
+      expect(maxRelErr(flatStep(res), bruteStep(bf, g.params as string[], () => 0.1, [0, 1, 2, 3]))).toBeLessThan(TOL);
     });
     r.dispose();
     const run = (damping: (e: readonly number[], ...rest: HostMatrix[]) => ArrayLike<number> | number) =>

@@ -10,31 +10,17 @@
  * to the largest entry of the reference.
  */
 import * as tf from '@tensorflow/tfjs';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { extend } from '../../src/engine/extend';
 import { DirectionalDerivatives, type DirectionalDerivativesResult } from '../../hooks/directionalDerivatives';
 import { allPositive, groupsFull, groupsPerLayer, groupsPerParam } from '../../hooks/groups';
 import { addOuter, bruteForce, dot, flattenRows, groupIndices, makeTargets, matVec, restrictMat, restrictVec, smallMlp, type BruteForce } from '../helpers/ggnBruteForce';
+import { maxRelErr } from '../conformance/compare';
+import { expectNoLeaksPerTest } from '../helpers/leaks';
 
 const TOL = 1e-4;
 
-let before = 0;
-beforeEach(() => {
-  before = tf.memory().numTensors;
-});
-afterEach(() => {
-  expect(tf.memory().numTensors).toBe(before);
-});
-
-function maxRel(a: ArrayLike<number>, e: ArrayLike<number>): number {
-  let err = 0;
-  let scale = 0;
-  for (let i = 0; i < e.length; i++) {
-    err = Math.max(err, Math.abs((a[i] as number) - (e[i] as number)));
-    scale = Math.max(scale, Math.abs(e[i] as number));
-  }
-  return scale > 0 ? err / scale : err;
-}
+expectNoLeaksPerTest();
 
 /** Brute-force γ [gradSamples, K] and λ [ggnSamples, K] along the given eigenvectors. */
 function bruteGammasLambdas(bf: BruteForce, names: readonly string[], E: Float64Array[], gradSamples: readonly number[], ggnSamples: readonly number[]) {
@@ -78,8 +64,8 @@ describe('DirectionalDerivatives equal the brute-force directional derivatives',
           expect(res.lambdas.shape).toEqual([5, K]);
           const E = flattenRows(res.evecs as tf.Tensor[], K);
           const ref = bruteGammasLambdas(bf, g.params as string[], E, range(5), range(5));
-          expect(maxRel(res.gammas.dataSync(), ref.gammas)).toBeLessThan(TOL);
-          expect(maxRel(res.lambdas.dataSync(), ref.lambdas)).toBeLessThan(TOL);
+          expect(maxRelErr(res.gammas.dataSync(), ref.gammas)).toBeLessThan(TOL);
+          expect(maxRelErr(res.lambdas.dataSync(), ref.lambdas)).toBeLessThan(TOL);
           // mean_n λ_nk = λ_k (exact identity of the definition).
           const lam = res.lambdas.arraySync() as number[][];
           res.selected.forEach((s, k) => {
@@ -124,8 +110,8 @@ describe('DirectionalDerivatives equal the brute-force directional derivatives',
         expect(Math.sqrt(r2)).toBeLessThan(1e-4 * lmax);
       });
       const ref = bruteGammasLambdas(bf, g.params as string[], E, gradS, ggnS);
-      expect(maxRel(res.gammas.dataSync(), ref.gammas)).toBeLessThan(TOL);
-      expect(maxRel(res.lambdas.dataSync(), ref.lambdas)).toBeLessThan(TOL);
+      expect(maxRelErr(res.gammas.dataSync(), ref.gammas)).toBeLessThan(TOL);
+      expect(maxRelErr(res.lambdas.dataSync(), ref.lambdas)).toBeLessThan(TOL);
     });
     r.dispose();
     tf.dispose([x, y]);

@@ -11,21 +11,16 @@
  * default selection.
  */
 import * as tf from '@tensorflow/tfjs';
-import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { extend } from '../../src/engine/extend';
 import { Eigh, type EighResult } from '../../hooks/eigh';
 import { Eigvalsh } from '../../hooks/eigvalsh';
 import { aboveThreshold, allPositive, groupsFull, groupsPerLayer, groupsPerParam, topK } from '../../hooks/groups';
 import type { VivitWarning } from '../../hooks/gramSpace';
 import { bruteForce, dot, flattenRows, groupIndices, makeTargets, matVec, restrictMat, smallMlp, type BruteForce } from '../helpers/ggnBruteForce';
+import { expectNoLeaksPerTest } from '../helpers/leaks';
 
-let before = 0;
-beforeEach(() => {
-  before = tf.memory().numTensors;
-});
-afterEach(() => {
-  expect(tf.memory().numTensors).toBe(before);
-});
+expectNoLeaksPerTest();
 
 function setup(kind: 'softmaxCrossEntropy' | 'mse' = 'softmaxCrossEntropy', N = 5, seed = 3) {
   const model = smallMlp(4, 5, 3, 'tanh', seed);

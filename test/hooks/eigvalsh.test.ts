@@ -9,22 +9,17 @@
  * above 1e-5 · λ_max (the only reproducible ones, FORMAT.md §6.4) to 1e-5 · λ_max.
  */
 import * as tf from '@tensorflow/tfjs';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { extend } from '../../src/engine/extend';
 import { Eigvalsh } from '../../hooks/eigvalsh';
 import { groupsFull, groupsPerLayer, groupsPerParam } from '../../hooks/groups';
 import { addOuter, bruteForce, groupIndices, jacobiEigen, makeTargets, restrictMat, restrictVec, smallMlp, type BruteForce } from '../helpers/ggnBruteForce';
 import type { LossKind } from '../helpers/autodiff';
+import { expectNoLeaksPerTest } from '../helpers/leaks';
 
 const REL = 1e-5;
 
-let before = 0;
-beforeEach(() => {
-  before = tf.memory().numTensors;
-});
-afterEach(() => {
-  expect(tf.memory().numTensors).toBe(before);
-});
+expectNoLeaksPerTest();
 
 /** Eigenvalues above REL·max of a (group-restricted) GGN. */
 function reliable(values: readonly number[], max: number): number[] {

@@ -10,33 +10,19 @@
  * against float64 references: 1e-5 relative to the largest entry (~100 ulps).
  */
 import * as tf from '@tensorflow/tfjs';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { extend } from '../../src/engine/extend';
 import { GramMatrix } from '../../hooks/gramMatrix';
 import { groupsFull, groupsPerLayer, groupsPerParam } from '../../hooks/groups';
 import { biasCrossGram, kernelCrossGram, weightedParamProduct } from '../../hooks/gramProducts';
-import { bruteForce, dot, groupIndices, makeTargets, restrictVec, smallMlp, type BruteForce } from '../helpers/ggnBruteForce';
+import { bruteForce, dot, groupIndices, makeTargets, perSampleKernelProducts, restrictVec, smallMlp, type BruteForce } from '../helpers/ggnBruteForce';
 import type { LossKind } from '../helpers/autodiff';
+import { maxRelErr } from '../conformance/compare';
+import { expectNoLeaksPerTest } from '../helpers/leaks';
 
 const TOL = 1e-5;
 
-let before = 0;
-beforeEach(() => {
-  before = tf.memory().numTensors;
-});
-afterEach(() => {
-  expect(tf.memory().numTensors).toBe(before);
-});
-
-function maxRel(a: ArrayLike<number>, e: ArrayLike<number>): number {
-  let err = 0;
-  let scale = 0;
-  for (let i = 0; i < e.length; i++) {
-    err = Math.max(err, Math.abs((a[i] as number) - (e[i] as number)));
-    scale = Math.max(scale, Math.abs(e[i] as number));
-  }
-  return scale > 0 ? err / scale : err;
-}
+expectNoLeaksPerTest();
 
 /** Brute-force Gram of a group over curvature samples `samples` (v-major), times N/n. */
 function bruteGram(bf: BruteForce, names: readonly string[], samples: readonly number[]): Float64Array {
@@ -77,7 +63,7 @@ describe('GramMatrix equals the brute-force Gram of the GGN square root', () => 
           expect(got.gram.shape).toEqual([C * 5, C * 5]);
           expect(got.V).toBe(C);
           expect(got.n).toBe(5);
-          expect(maxRel(got.gram.dataSync(), expected)).toBeLessThan(TOL);
+          expect(maxRelErr(got.gram.dataSync(), expected)).toBeLessThan(TOL);
         });
       }
       r.dispose();
@@ -97,7 +83,7 @@ describe('GramMatrix equals the brute-force Gram of the GGN square root', () => 
     const r = ext.backward(x, y, { hooks: [hook] });
     const got = r.groups(hook)[0] as { gram: tf.Tensor2D; n: number };
     expect(got.n).toBe(3);
-    expect(maxRel(got.gram.dataSync(), bruteGram(bf, bf.names, samples))).toBeLessThan(TOL);
+    expect(maxRelErr(got.gram.dataSync(), bruteGram(bf, bf.names, samples))).toBeLessThan(TOL);
     r.dispose();
     tf.dispose([x, y]);
     model.dispose();
@@ -141,7 +127,7 @@ describe('GramMatrix equals the brute-force Gram of the GGN square root', () => 
     const b = (again2.groups('GramMatrix')[0] as { gram: tf.Tensor }).gram.dataSync();
     const o = (other.groups('GramMatrix')[0] as { gram: tf.Tensor }).gram.dataSync();
     expect(Array.from(a)).toEqual(Array.from(b));
-    expect(maxRel(o, a)).toBeGreaterThan(1e-3);
+    expect(maxRelErr(o, a)).toBeGreaterThan(1e-3);
     tf.dispose([x, y]);
     [r, again, again2, other].forEach((q) => q.dispose());
     model.dispose();
@@ -163,35 +149,13 @@ describe('GramMatrix equals the brute-force Gram of the GGN square root', () => 
 });
 
 describe('Gram routes for several patches per sample (T > 1)', () => {
-  /** Explicit per-sample products P[v][n] = Σ_t X[n,t] ⊗ D[v,n,t] (I·O, row-major) in float64. */
-  function explicitP(X: tf.Tensor3D, D: tf.Tensor4D): Float64Array[] {
-    const [n, T, I] = X.shape;
-    const [V, , , O] = D.shape;
-    const x = X.dataSync();
-    const d = D.dataSync();
-    const out: Float64Array[] = [];
-    for (let v = 0; v < V; v++) {
-      for (let m = 0; m < n; m++) {
-        const P = new Float64Array(I * O);
-        for (let t = 0; t < T; t++) {
-          for (let i = 0; i < I; i++) {
-            const xi = x[(m * T + t) * I + i] as number;
-            for (let o = 0; o < O; o++) P[i * O + o] += xi * (d[((v * n + m) * T + t) * O + o] as number);
-          }
-        }
-        out.push(P);
-      }
-    }
-    return out;
-  }
-
   it('dense, patches and explicit routes equal explicit per-sample products', () => {
     const Xa = tf.randomNormal([3, 4, 5], 0, 1, 'float32', 1) as tf.Tensor3D;
     const Da = tf.randomNormal([2, 3, 4, 6], 0, 1, 'float32', 2) as tf.Tensor4D;
     const Xb = tf.randomNormal([2, 4, 5], 0, 1, 'float32', 3) as tf.Tensor3D;
     const Db = tf.randomNormal([1, 2, 4, 6], 0, 1, 'float32', 4) as tf.Tensor4D;
-    const Pa = explicitP(Xa, Da);
-    const Pb = explicitP(Xb, Db);
+    const Pa = perSampleKernelProducts(Xa, Da);
+    const Pb = perSampleKernelProducts(Xb, Db);
     const cross = new Float64Array(Pa.length * Pb.length);
     Pa.forEach((p, i) => Pb.forEach((q, j) => (cross[i * Pb.length + j] = dot(p, q))));
     const gram = new Float64Array(Pa.length * Pa.length);
@@ -199,20 +163,20 @@ describe('Gram routes for several patches per sample (T > 1)', () => {
     for (const route of ['patches', 'explicit'] as const) {
       const c = kernelCrossGram(Xa, Da, Xb, Db, route);
       expect(c.shape).toEqual([6, 2]);
-      expect(maxRel(c.dataSync(), cross)).toBeLessThan(TOL);
+      expect(maxRelErr(c.dataSync(), cross)).toBeLessThan(TOL);
       const g = kernelCrossGram(Xa, Da, Xa, Da, route);
-      expect(maxRel(g.dataSync(), gram)).toBeLessThan(TOL);
+      expect(maxRelErr(g.dataSync(), gram)).toBeLessThan(TOL);
       tf.dispose([c, g]);
     }
     expect(() => kernelCrossGram(Xa, Da, Xb, Db, 'dense')).toThrow(/T = 1/);
     // Dense route (T = 1) against the same brute force.
     const X1 = tf.randomNormal([3, 1, 5], 0, 1, 'float32', 5) as tf.Tensor3D;
     const D1 = tf.randomNormal([2, 3, 1, 6], 0, 1, 'float32', 6) as tf.Tensor4D;
-    const P1 = explicitP(X1, D1);
+    const P1 = perSampleKernelProducts(X1, D1);
     const g1 = new Float64Array(36);
     P1.forEach((p, i) => P1.forEach((q, j) => (g1[i * 6 + j] = dot(p, q))));
     const k1 = kernelCrossGram(X1, D1, X1, D1);
-    expect(maxRel(k1.dataSync(), g1)).toBeLessThan(TOL);
+    expect(maxRelErr(k1.dataSync(), g1)).toBeLessThan(TOL);
     // Bias: b = Σ_t D.
     const bg = biasCrossGram(Da, Db);
     const dA = Da.dataSync();
@@ -225,7 +189,7 @@ describe('Gram routes for several patches per sample (T > 1)', () => {
       });
     const bexp = new Float64Array(12);
     for (let i = 0; i < 6; i++) for (let j = 0; j < 2; j++) bexp[i * 2 + j] = dot(bias(dA, 2, 3, Math.floor(i / 3), i % 3), bias(dB, 1, 2, 0, j));
-    expect(maxRel(bg.dataSync(), bexp)).toBeLessThan(TOL);
+    expect(maxRelErr(bg.dataSync(), bexp)).toBeLessThan(TOL);
     tf.dispose([Xa, Da, Xb, Db, X1, D1, k1, bg]);
   });
 
@@ -234,13 +198,13 @@ describe('Gram routes for several patches per sample (T > 1)', () => {
       const X = tf.randomNormal([3, 4, 5], 0, 1, 'float32', 10 + V) as tf.Tensor3D;
       const D = tf.randomNormal([V, 3, 4, 2], 0, 1, 'float32', 20 + V) as tf.Tensor4D;
       const W = tf.randomNormal([2, V * 3], 0, 1, 'float32', 30 + V) as tf.Tensor2D;
-      const P = explicitP(X, D);
+      const P = perSampleKernelProducts(X, D);
       const w = W.dataSync();
       const expected = new Float64Array(2 * 10);
       for (let k = 0; k < 2; k++) P.forEach((p, i) => p.forEach((pv, j) => (expected[k * 10 + j] += (w[k * V * 3 + i] as number) * pv)));
       const got = weightedParamProduct('kernel', [5, 2], X, D, W);
       expect(got.shape).toEqual([2, 5, 2]);
-      expect(maxRel(got.dataSync(), expected)).toBeLessThan(TOL);
+      expect(maxRelErr(got.dataSync(), expected)).toBeLessThan(TOL);
       const gb = weightedParamProduct('bias', [2], undefined, D, W);
       const d = D.dataSync();
       const eb = new Float64Array(4);
@@ -249,7 +213,7 @@ describe('Gram routes for several patches per sample (T > 1)', () => {
           for (let t = 0; t < 4; t++) for (let o = 0; o < 2; o++) eb[k * 2 + o] += (w[k * V * 3 + i] as number) * (d[(i * 4 + t) * 2 + o] as number);
         }
       }
-      expect(maxRel(gb.dataSync(), eb)).toBeLessThan(TOL);
+      expect(maxRelErr(gb.dataSync(), eb)).toBeLessThan(TOL);
       tf.dispose([X, D, W, got, gb]);
     }
   });

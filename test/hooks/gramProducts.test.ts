@@ -10,51 +10,15 @@
  * references: 2e-5 relative to the largest entry.
  */
 import * as tf from '@tensorflow/tfjs';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { biasCrossGram, chooseKernelGramRoute, explicitGram, kernelCrossGram } from '../../hooks/gramProducts';
+import { maxRelErr } from '../conformance/compare';
+import { perSampleKernelProducts } from '../helpers/ggnBruteForce';
+import { expectNoLeaksPerTest } from '../helpers/leaks';
 
 const TOL = 2e-5;
 
-let before = 0;
-beforeEach(() => {
-  before = tf.memory().numTensors;
-});
-afterEach(() => {
-  expect(tf.memory().numTensors).toBe(before);
-});
-
-function maxRel(a: ArrayLike<number>, e: ArrayLike<number>): number {
-  let err = 0;
-  let scale = 0;
-  for (let i = 0; i < e.length; i++) {
-    err = Math.max(err, Math.abs((a[i] as number) - (e[i] as number)));
-    scale = Math.max(scale, Math.abs(e[i] as number));
-  }
-  return scale > 0 ? err / scale : err;
-}
-
-/** Per-sample kernel products P[(v,m)] = Σ_t X[m,t] ⊗ D[v,m,t] (v-major rows), plus the bias Σ_t D[v,m,t], float64. */
-function perSample(X: tf.Tensor3D, D: tf.Tensor4D, bias = false): Float64Array[] {
-  const [n, T, I] = X.shape;
-  const [V, , , O] = D.shape;
-  const x = X.dataSync();
-  const d = D.dataSync();
-  const out: Float64Array[] = [];
-  for (let v = 0; v < V; v++) {
-    for (let m = 0; m < n; m++) {
-      const P = new Float64Array(I * O + (bias ? O : 0));
-      for (let t = 0; t < T; t++) {
-        for (let o = 0; o < O; o++) {
-          const dv = d[((v * n + m) * T + t) * O + o] as number;
-          for (let i = 0; i < I; i++) P[i * O + o] += (x[(m * T + t) * I + i] as number) * dv;
-          if (bias) P[I * O + o] += dv;
-        }
-      }
-      out.push(P);
-    }
-  }
-  return out;
-}
+expectNoLeaksPerTest();
 
 function gramOf(A: Float64Array[], B: Float64Array[]): Float64Array {
   const G = new Float64Array(A.length * B.length);
@@ -76,17 +40,17 @@ describe('explicitGram (chunked per-sample products)', () => {
     const D = tf.randomNormal([V, n, T, O], 0, 1, 'float32', 2) as tf.Tensor4D;
     const Xb = tf.randomNormal([3, T, I], 0, 1, 'float32', 3) as tf.Tensor3D;
     const Db = tf.randomNormal([1, 3, T, O], 0, 1, 'float32', 4) as tf.Tensor4D;
-    const P = perSample(X, D);
-    const Pb = perSample(Xb, Db);
+    const P = perSampleKernelProducts(X, D);
+    const Pb = perSampleKernelProducts(Xb, Db);
     const g = explicitGram(X, D);
     expect(g.shape).toEqual([V * n, V * n]);
-    expect(maxRel(g.dataSync(), gramOf(P, P))).toBeLessThan(TOL);
+    expect(maxRelErr(g.dataSync(), gramOf(P, P))).toBeLessThan(TOL);
     const c = explicitGram(X, D, Xb, Db);
     expect(c.shape).toEqual([V * n, 3]);
-    expect(maxRel(c.dataSync(), gramOf(P, Pb))).toBeLessThan(TOL);
+    expect(maxRelErr(c.dataSync(), gramOf(P, Pb))).toBeLessThan(TOL);
     // kernelCrossGram's explicit route is this one.
     const k = kernelCrossGram(X, D, X, D, 'explicit');
-    expect(maxRel(k.dataSync(), gramOf(P, P))).toBeLessThan(TOL);
+    expect(maxRelErr(k.dataSync(), gramOf(P, P))).toBeLessThan(TOL);
     tf.dispose([X, D, Xb, Db, g, c, k]);
   });
 
@@ -94,9 +58,9 @@ describe('explicitGram (chunked per-sample products)', () => {
     const [n, T, I, O, V] = [1, 2, 9000, 2, 1];
     const X = tf.randomNormal([n, T, I], 0, 1, 'float32', 5) as tf.Tensor3D;
     const D = tf.randomNormal([V, n, T, O], 0, 1, 'float32', 6) as tf.Tensor4D;
-    const P = perSample(X, D);
+    const P = perSampleKernelProducts(X, D);
     const g = explicitGram(X, D);
-    expect(maxRel(g.dataSync(), gramOf(P, P))).toBeLessThan(TOL);
+    expect(maxRelErr(g.dataSync(), gramOf(P, P))).toBeLessThan(TOL);
     tf.dispose([X, D, g]);
   });
 
@@ -115,17 +79,17 @@ describe('Dense kernel and bias at once (withBias)', () => {
     const D = tf.randomNormal([3, 4, 1, 6], 0, 1, 'float32', 8) as tf.Tensor4D;
     const Xg = tf.randomNormal([2, 1, 5], 0, 1, 'float32', 9) as tf.Tensor3D;
     const G = tf.randomNormal([1, 2, 1, 6], 0, 1, 'float32', 10) as tf.Tensor4D;
-    const P = perSample(X, D, true);
-    const Pg = perSample(Xg, G, true);
+    const P = perSampleKernelProducts(X, D, true);
+    const Pg = perSampleKernelProducts(Xg, G, true);
     const g = kernelCrossGram(X, D, X, D, undefined, true);
-    expect(maxRel(g.dataSync(), gramOf(P, P))).toBeLessThan(TOL);
+    expect(maxRelErr(g.dataSync(), gramOf(P, P))).toBeLessThan(TOL);
     const c = kernelCrossGram(X, D, Xg, G, undefined, true);
-    expect(maxRel(c.dataSync(), gramOf(P, Pg))).toBeLessThan(TOL);
+    expect(maxRelErr(c.dataSync(), gramOf(P, Pg))).toBeLessThan(TOL);
     // Without the bias: the kernel alone; the bias alone is D Dᵀ.
     const k = kernelCrossGram(X, D, X, D);
     const b = biasCrossGram(D, D);
     const both = tf.add(k, b);
-    expect(maxRel(both.dataSync(), g.dataSync())).toBeLessThan(TOL);
+    expect(maxRelErr(both.dataSync(), g.dataSync())).toBeLessThan(TOL);
     const X3 = tf.zeros([2, 3, 5]) as tf.Tensor3D;
     const D3 = tf.zeros([1, 2, 3, 6]) as tf.Tensor4D;
     expect(() => kernelCrossGram(X3, D3, X3, D3, 'patches', true)).toThrow(/withBias/);

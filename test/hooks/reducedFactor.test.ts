@@ -13,7 +13,7 @@
  * have well separated top eigenvalues, see the checks on the gaps).
  */
 import * as tf from '@tensorflow/tfjs';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { extend } from '../../src/engine/extend';
 import { SoftmaxCrossEntropyLoss } from '../../src/derivatives/losses/softmaxCrossEntropy';
 import { MSELoss } from '../../src/derivatives/losses/index';
@@ -25,24 +25,10 @@ import { Eigvalsh } from '../../hooks/eigvalsh';
 import { GramMatrix } from '../../hooks/gramMatrix';
 import { groupsFull, groupsPerLayer, topK } from '../../hooks/groups';
 import { dot, flattenRows, makeTargets, smallMlp } from '../helpers/ggnBruteForce';
+import { maxRelErr } from '../conformance/compare';
+import { expectNoLeaksPerTest } from '../helpers/leaks';
 
-let before = 0;
-beforeEach(() => {
-  before = tf.memory().numTensors;
-});
-afterEach(() => {
-  expect(tf.memory().numTensors).toBe(before);
-});
-
-function maxRel(a: ArrayLike<number>, e: ArrayLike<number>): number {
-  let err = 0;
-  let scale = 0;
-  for (let i = 0; i < e.length; i++) {
-    err = Math.max(err, Math.abs((a[i] as number) - (e[i] as number)));
-    scale = Math.max(scale, Math.abs(e[i] as number));
-  }
-  return scale > 0 ? err / scale : err;
-}
+expectNoLeaksPerTest();
 
 describe('reducedSoftmaxFactor', () => {
   it('S̃ᵀS̃ = (diag p − ppᵀ)/norm for ordinary and extreme logits, C = 2 … 5', () => {
@@ -106,7 +92,7 @@ describe('ViViT hooks with the reduced factor equal those with BackPACK’s fact
     return got.map((g, k) => {
       const r = ref[k] as Float64Array;
       const sign = Math.sign(dot(g, r)) || 1;
-      expect(maxRel(g.map((v) => sign * v), r)).toBeLessThan(tol);
+      expect(maxRelErr(g.map((v) => sign * v), r)).toBeLessThan(tol);
       return sign;
     });
   }
@@ -145,20 +131,20 @@ describe('ViViT hooks with the reduced factor equal those with BackPACK’s fact
       const lam = eF.selected.map((s) => eF.evals[s] as number);
       // Well separated: relative gaps ≥ 1e-2, so float32 eigenvectors agree to ~1e-5.
       for (let k = 1; k < lam.length; k++) expect(Math.abs((lam[k] as number) - (lam[k - 1] as number))).toBeGreaterThan(1e-2 * Math.max(...lam));
-      expect(maxRel(eR.selected.map((s) => eR.evals[s] as number), lam)).toBeLessThan(1e-5);
+      expect(maxRelErr(eR.selected.map((s) => eR.evals[s] as number), lam)).toBeLessThan(1e-5);
       const signs = expectRowsUpToSign(flattenRows(eR.evecs, 3), flattenRows(eF.evecs, 3), 1e-4);
       const dR = r.groups(reduced[3])[g] as DirectionalDerivativesResult;
       const dF = r.groups(full[3])[g] as DirectionalDerivativesResult;
       expect(dR.lambdas.shape).toEqual(dF.lambdas.shape);
-      expect(maxRel(dR.lambdas.dataSync(), dF.lambdas.dataSync())).toBeLessThan(1e-4);
+      expect(maxRelErr(dR.lambdas.dataSync(), dF.lambdas.dataSync())).toBeLessThan(1e-4);
       const gR = dR.gammas.arraySync() as number[][];
       const gF = dF.gammas.arraySync() as number[][];
-      expect(maxRel(gR.flatMap((row) => row.map((v, k) => (signs[k] as number) * v)), gF.flat())).toBeLessThan(1e-4);
+      expect(maxRelErr(gR.flatMap((row) => row.map((v, k) => (signs[k] as number) * v)), gF.flat())).toBeLessThan(1e-4);
       const nR = r.groups(reduced[4])[g] as DirectionalDampedNewtonResult;
       const nF = r.groups(full[4])[g] as DirectionalDampedNewtonResult;
       const step = (res: DirectionalDampedNewtonResult) => Float64Array.from(res.newtonStep.flatMap((t) => Array.from(t.dataSync())));
-      expect(maxRel(step(nR), step(nF))).toBeLessThan(1e-4);
-      expect(maxRel(nR.coefficients.map((a, k) => (signs[k] as number) * a), nF.coefficients)).toBeLessThan(1e-4);
+      expect(maxRelErr(step(nR), step(nF))).toBeLessThan(1e-4);
+      expect(maxRelErr(nR.coefficients.map((a, k) => (signs[k] as number) * a), nF.coefficients)).toBeLessThan(1e-4);
     }
     r.dispose();
     tf.dispose([x, y]);

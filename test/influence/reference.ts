@@ -13,8 +13,10 @@
  * float64 Gaussian elimination (partial pivoting) — nothing from curvpack.
  */
 import * as tf from '@tensorflow/tfjs';
+import type { LossKind } from '../helpers/autodiff';
+import { jacobiEigen as jacobiEigenRows } from '../helpers/ggnBruteForce';
 
-export type LossKind = 'mse' | 'softmaxCrossEntropy' | 'sigmoidCrossEntropy';
+export type { LossKind };
 
 export interface MlpSpec {
   inputs: number;
@@ -260,60 +262,16 @@ export function referenceInfluence(M: Float64Array, D: number, gTest: Float64Arr
 
 export const range = (a: number, b: number): number[] => Array.from({ length: b - a }, (_, i) => a + i);
 
-/** max |a − e| / max |e|. */
-export function relErr(actual: ArrayLike<number>, expected: ArrayLike<number>): number {
-  let err = 0;
-  let scale = 0;
-  for (let i = 0; i < expected.length; i++) {
-    err = Math.max(err, Math.abs((actual[i] as number) - (expected[i] as number)));
-    scale = Math.max(scale, Math.abs(expected[i] as number));
-  }
-  if (actual.length !== expected.length) return Infinity;
-  return scale > 0 ? err / scale : err;
-}
+export { maxRelErr } from '../conformance/compare';
 
-/** Symmetric eigenvalues by cyclic Jacobi (float64), for choosing λ relative to the spectrum in tests. */
+/**
+ * Symmetric eigenpairs by cyclic Jacobi (float64, helpers/ggnBruteForce.ts),
+ * for choosing λ relative to the spectrum in tests: values ascending, the
+ * eigenvectors as the columns of a row-major n×n matrix.
+ */
 export function jacobiEigen(A: Float64Array, n: number): { values: Float64Array; vectors: Float64Array } {
-  const a = Float64Array.from(A);
-  const v = new Float64Array(n * n);
-  for (let i = 0; i < n; i++) v[i * n + i] = 1;
-  for (let sweep = 0; sweep < 100; sweep++) {
-    let off = 0;
-    for (let p = 0; p < n; p++) for (let q = p + 1; q < n; q++) off += (a[p * n + q] as number) ** 2;
-    if (off < 1e-30) break;
-    for (let p = 0; p < n; p++)
-      for (let q = p + 1; q < n; q++) {
-        const apq = a[p * n + q] as number;
-        if (Math.abs(apq) < 1e-300) continue;
-        const theta = ((a[q * n + q] as number) - (a[p * n + p] as number)) / (2 * apq);
-        const t = Math.sign(theta || 1) / (Math.abs(theta) + Math.sqrt(theta * theta + 1));
-        const c = 1 / Math.sqrt(t * t + 1);
-        const s = t * c;
-        for (let k = 0; k < n; k++) {
-          const akp = a[k * n + p] as number;
-          const akq = a[k * n + q] as number;
-          a[k * n + p] = c * akp - s * akq;
-          a[k * n + q] = s * akp + c * akq;
-        }
-        for (let k = 0; k < n; k++) {
-          const apk = a[p * n + k] as number;
-          const aqk = a[q * n + k] as number;
-          a[p * n + k] = c * apk - s * aqk;
-          a[q * n + k] = s * apk + c * aqk;
-        }
-        for (let k = 0; k < n; k++) {
-          const vkp = v[k * n + p] as number;
-          const vkq = v[k * n + q] as number;
-          v[k * n + p] = c * vkp - s * vkq;
-          v[k * n + q] = s * vkp + c * vkq;
-        }
-      }
-  }
-  const order = range(0, n).sort((i, j) => (a[i * n + i] as number) - (a[j * n + j] as number));
-  const values = Float64Array.from(order, (i) => a[i * n + i] as number);
+  const e = jacobiEigenRows(A, n);
   const vectors = new Float64Array(n * n);
-  order.forEach((src, dst) => {
-    for (let k = 0; k < n; k++) vectors[k * n + dst] = v[k * n + src] as number;
-  });
-  return { values, vectors };
+  e.vectors.forEach((v, j) => v.forEach((x, k) => (vectors[k * n + j] = x)));
+  return { values: Float64Array.from(e.values), vectors };
 }

@@ -110,15 +110,5 @@ export function eigenErrors(a: ArrayLike<number>, n: number, values: ArrayLike<n
   return { reconstruction: den === 0 ? Math.sqrt(num) : Math.sqrt(num) / den, orthogonality: orth };
 }
 
-/** max_i |x_i − y_i| / scale */
-export function maxRelDiff(x: ArrayLike<number>, y: ArrayLike<number>, scale: number): number {
-  let m = 0;
-  for (let i = 0; i < x.length; i++) m = Math.max(m, Math.abs((x[i] as number) - (y[i] as number)));
-  return m / scale;
-}
+export { maxAbs, maxErrScaled } from '../conformance/compare';
 
-export function maxAbs(x: ArrayLike<number>): number {
-  let m = 0;
-  for (let i = 0; i < x.length; i++) m = Math.max(m, Math.abs(x[i] as number));
-  return m;
-}

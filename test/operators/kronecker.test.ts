@@ -30,7 +30,7 @@ import {
 } from '../../src/operators/index';
 import { KFLR } from '../../extensions/secondorder/index';
 import type { KroneckerFactors } from '../../extensions/secondorder/kroneckerFactors';
-import { buildMlp, classTargets, denseSolve, expectNoLeak, randomTensor, relErr, type MlpSpec } from './reference';
+import { buildMlp, classTargets, denseSolve, expectNoLeak, randomTensor, maxRelErr, type MlpSpec } from './reference';
 
 const TOL = 1e-5;
 const spec: MlpSpec = { inputs: 4, units: [5, 3], activation: 'tanh', loss: 'softmaxCrossEntropy', reduction: 'mean' };
@@ -61,20 +61,20 @@ describe('KFLR operator', () => {
     const G = ggnOperator(ext, { x, y }).toDense();
     const K = op.toDense();
     for (const p of ext.params.filter((q) => q.role === 'bias')) {
-      expect(relErr(block(K, D, p.offset, p.size), block(G, D, p.offset, p.size))).toBeLessThan(TOL);
+      expect(maxRelErr(block(K, D, p.offset, p.size), block(G, D, p.offset, p.size))).toBeLessThan(TOL);
     }
     const f = op.block(ext.params[0] as never).factors as { A: tf.Tensor2D };
     const xs = x.dataSync();
     const A = new Float64Array(16);
     for (let n = 0; n < N; n++) for (let i = 0; i < 4; i++) for (let j = 0; j < 4; j++) A[i * 4 + j] = (A[i * 4 + j] as number) + (xs[n * 4 + i] as number) * (xs[n * 4 + j] as number) / N;
-    expect(relErr(f.A.dataSync(), A)).toBeLessThan(TOL);
+    expect(maxRelErr(f.A.dataSync(), A)).toBeLessThan(TOL);
     const whole = kroneckerOperator(ext, { x, y });
-    expect(relErr(whole.toDense(), K)).toBeLessThan(TOL);
+    expect(maxRelErr(whole.toDense(), K)).toBeLessThan(TOL);
     // Kernel block = kron(A, G) of its factors; cross-parameter blocks are 0.
     const k0 = ext.params[0] as (typeof ext.params)[number];
     const fk = op.block(k0).factors as { A: tf.Tensor2D; G: tf.Tensor2D };
     const [I, O] = k0.shape as [number, number];
-    expect(relErr(block(K, D, 0, k0.size), kron(fk.A.dataSync(), I, fk.G.dataSync(), O))).toBeLessThan(TOL);
+    expect(maxRelErr(block(K, D, 0, k0.size), kron(fk.A.dataSync(), I, fk.G.dataSync(), O))).toBeLessThan(TOL);
     expect(K[0 * D + (ext.params[1] as { offset: number }).offset]).toBe(0);
     op.dispose();
     whole.dispose();
@@ -86,7 +86,7 @@ describe('KFLR operator', () => {
     const t = randomTensor([N, 3], 3);
     const K = kroneckerOperator(e, { x, y: t, batchSize: 5 });
     const G = ggnOperator(e, { x, y: t }).toDense();
-    expect(relErr(K.toDense(), Float64Array.from(G, (g, k) => (Math.floor(k / 15) < 12) === (k % 15 < 12) ? g : 0))).toBeLessThan(TOL);
+    expect(maxRelErr(K.toDense(), Float64Array.from(G, (g, k) => (Math.floor(k / 15) < 12) === (k % 15 < 12) ? g : 0))).toBeLessThan(TOL);
     K.dispose();
     lin.dispose();
   });
@@ -99,7 +99,7 @@ describe('KFLR operator', () => {
     const inv = op.inverse(lam);
     const b = tf.randomNormal([D], 0, 1, 'float32', 4);
     const r = inv.apply(b);
-    expect(relErr(r.dataSync(), denseSolve(M, D, lam, b.dataSync()))).toBeLessThan(1e-4);
+    expect(maxRelErr(r.dataSync(), denseSolve(M, D, lam, b.dataSync()))).toBeLessThan(1e-4);
     expect(() => op.inverse(0)).toThrow(/damping must be a finite number > 0/);
     tf.dispose([b, r]);
     op.dispose();
@@ -113,7 +113,7 @@ describe('KFLR operator', () => {
     const op = kroneckerOperatorFromFactors(ext.params, ext.params.map((p) => res.get(kflr, p) as KroneckerFactors));
     res.dispose();
     const ref = kroneckerOperator(ext, { x, y });
-    expect(relErr(op.toDense(), ref.toDense())).toBeLessThan(TOL);
+    expect(maxRelErr(op.toDense(), ref.toDense())).toBeLessThan(TOL);
     op.dispose();
     ref.dispose();
   });
@@ -136,7 +136,7 @@ describe('EKFAC operator', () => {
         for (let i = 0; i < p.size; i++) for (let j = 0; j < p.size; j++) s += (Q[i * p.size + c] as number) * (Bk[i * p.size + j] as number) * (Q[j * p.size + c] as number);
         ref[c] = s;
       }
-      expect(relErr(lam, ref), `${which} ${p.name}`).toBeLessThan(TOL);
+      expect(maxRelErr(lam, ref), `${which} ${p.name}`).toBeLessThan(TOL);
       // The block's product is Q diag(lambda) Qᵀ.
       const prod = Float64Array.from({ length: p.size * p.size }, (_, k) => {
         const i = Math.floor(k / p.size);
@@ -145,7 +145,7 @@ describe('EKFAC operator', () => {
         for (let c = 0; c < p.size; c++) s += (Q[i * p.size + c] as number) * (lam[c] as number) * (Q[j * p.size + c] as number);
         return s;
       });
-      expect(relErr(block(op.toDense(), D, p.offset, p.size), prod)).toBeLessThan(TOL);
+      expect(maxRelErr(block(op.toDense(), D, p.offset, p.size), prod)).toBeLessThan(TOL);
     }
   };
 
@@ -153,7 +153,7 @@ describe('EKFAC operator', () => {
     const op = ekfacOperator(ext, { x, y, batchSize: 4 });
     lambdaCheck('ggn', ggnOperator(ext, { x, y }).toDense(), op);
     const whole = ekfacOperator(ext, { x, y });
-    expect(relErr(whole.toDense(), op.toDense())).toBeLessThan(TOL);
+    expect(maxRelErr(whole.toDense(), op.toDense())).toBeLessThan(TOL);
     op.dispose();
     whole.dispose();
   });
@@ -173,11 +173,11 @@ describe('EKFAC operator', () => {
     const inv = op.inverse(0.02);
     const b = tf.randomNormal([D], 0, 1, 'float32', 6);
     const r = inv.apply(b);
-    expect(relErr(r.dataSync(), denseSolve(M, D, 0.02, b.dataSync()))).toBeLessThan(1e-4);
+    expect(maxRelErr(r.dataSync(), denseSolve(M, D, 0.02, b.dataSync()))).toBeLessThan(1e-4);
     const rows = [tf.unstack(x), tf.unstack(y)];
     const ds = tf.data.zip({ xs: tf.data.array(rows[0] as tf.Tensor[]), ys: tf.data.array(rows[1] as tf.Tensor[]) }).batch(4);
     const aop = await ekfacOperatorAsync(ext, ds as unknown as tf.data.Dataset<{ xs: tf.Tensor; ys: tf.Tensor }>);
-    expect(relErr(aop.toDense(), M)).toBeLessThan(TOL);
+    expect(maxRelErr(aop.toDense(), M)).toBeLessThan(TOL);
     tf.dispose([b, r, ...(rows.flat() as tf.Tensor[])]);
     for (const o of [op, inv, aop]) o.dispose();
     expect(tf.memory().numTensors).toBe(before);
@@ -193,9 +193,9 @@ describe('EKFAC operator', () => {
     const a = kroneckerOperator(ext, { x, y, batchSize: 4 }, { factors: 'kfac', mcSamples: 4, seed: 3 });
     const b = kroneckerOperator(ext, { x, y, batchSize: 4 }, { factors: 'kfac', mcSamples: 4, seed: 3 });
     const k = kroneckerOperator(ext, { x, y, batchSize: 4 });
-    expect(relErr(a.toDense(), b.toDense())).toBe(0);
+    expect(maxRelErr(a.toDense(), b.toDense())).toBe(0);
     const p = ext.params[0] as (typeof ext.params)[number];
-    expect(relErr((a.block(p).factors as { A: tf.Tensor }).A.dataSync(), (k.block(p).factors as { A: tf.Tensor }).A.dataSync())).toBeLessThan(TOL);
+    expect(maxRelErr((a.block(p).factors as { A: tf.Tensor }).A.dataSync(), (k.block(p).factors as { A: tf.Tensor }).A.dataSync())).toBeLessThan(TOL);
     for (const o of [a, b, k]) o.dispose();
   });
 });

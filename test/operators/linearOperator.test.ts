@@ -25,7 +25,7 @@ import {
   expectNoLeakAsync,
   gaussianMatrix,
   matmul64,
-  relErr,
+  maxRelErr,
   symmetricWithSpectrum,
 } from './reference';
 
@@ -45,7 +45,7 @@ function dense(fn: (i: number, j: number) => number, size = n): Float64Array {
 describe('explicit operators', () => {
   it('DenseOperator: vector and stack products, toDense round trip', () => {
     const op = new DenseOperator(A, n);
-    expect(relErr(applyF64(op, v), mv(A, v))).toBeLessThan(TOL);
+    expect(maxRelErr(applyF64(op, v), mv(A, v))).toBeLessThan(TOL);
     const V = gaussianMatrix(3, n, 5);
     const R = expectNoLeak(() => {
       const t = tf.tensor2d(Float32Array.from(V), [3, n]);
@@ -57,8 +57,8 @@ describe('explicit operators', () => {
     });
     // Row k of the result is A v_k.
     const ref = matmul64(V, A, 3, n, n); // V Aᵀ = V A (A symmetric)
-    expect(relErr(R, ref)).toBeLessThan(TOL);
-    expect(relErr(op.toDense(), A)).toBe(0);
+    expect(maxRelErr(R, ref)).toBeLessThan(TOL);
+    expect(maxRelErr(op.toDense(), A)).toBe(0);
     expect(op.symmetric).toBe(true);
     op.dispose();
   });
@@ -66,18 +66,18 @@ describe('explicit operators', () => {
   it('the generic toDense (column by column, chunked) reproduces the matrix', () => {
     const op = new DenseOperator(A, n);
     const view = op.scale(1); // a view without its own toDense
-    expect(relErr(view.toDense({ chunk: 5 }), A)).toBeLessThan(TOL);
+    expect(maxRelErr(view.toDense({ chunk: 5 }), A)).toBeLessThan(TOL);
     op.dispose();
   });
 
   it('identity, diagonal and their inverses', () => {
     const d = Array.from({ length: n }, (_, i) => 0.5 + i);
     const D = new DiagonalOperator(d);
-    expect(relErr(applyF64(D, v), Float64Array.from(v, (x, i) => x * (d[i] as number)))).toBeLessThan(TOL);
+    expect(maxRelErr(applyF64(D, v), Float64Array.from(v, (x, i) => x * (d[i] as number)))).toBeLessThan(TOL);
     const Di = D.inverse(0.25);
-    expect(relErr(applyF64(Di, v), Float64Array.from(v, (x, i) => x / ((d[i] as number) + 0.25)))).toBeLessThan(TOL);
+    expect(maxRelErr(applyF64(Di, v), Float64Array.from(v, (x, i) => x / ((d[i] as number) + 0.25)))).toBeLessThan(TOL);
     const I = new IdentityOperator(n, 2);
-    expect(relErr(applyF64(I.inverse(1), v), Float64Array.from(v, (x) => x / 3))).toBeLessThan(TOL);
+    expect(maxRelErr(applyF64(I.inverse(1), v), Float64Array.from(v, (x) => x / 3))).toBeLessThan(TOL);
     tf.dispose([D.diagonal]);
     Di.dispose();
   });
@@ -85,7 +85,7 @@ describe('explicit operators', () => {
   it('DenseOperator.inverse of a symmetric indefinite matrix equals the dense solve', () => {
     const op = new DenseOperator(B, n);
     const inv = op.inverse(1.5); // eigenvalues of B + 1.5 I lie in [0.7, 2.5]
-    expect(relErr(applyF64(inv, v), denseSolve(B, n, 1.5, v))).toBeLessThan(TOL);
+    expect(maxRelErr(applyF64(inv, v), denseSolve(B, n, 1.5, v))).toBeLessThan(TOL);
     expect(() => op.inverse(0.5)).toThrow(/singular/); // eigenvalue −0.5 + 0.5 = 0
     tf.dispose([]);
     inv.dispose();
@@ -113,17 +113,17 @@ describe('explicit operators', () => {
     const Ut = tf.tensor2d(Float32Array.from(U), [3, n]);
     const op = new LowRankOperator(Ut, d);
     Ut.dispose();
-    expect(relErr(applyF64(op, v), mv(M, v))).toBeLessThan(TOL);
+    expect(maxRelErr(applyF64(op, v), mv(M, v))).toBeLessThan(TOL);
     const lam = 0.3;
     const inv = op.inverse(lam);
-    expect(relErr(applyF64(inv, v), denseSolve(M, n, lam, v))).toBeLessThan(TOL);
+    expect(maxRelErr(applyF64(inv, v), denseSolve(M, n, lam, v))).toBeLessThan(TOL);
     // Projected: Uᵀ diag(1/(d+λ)) U v.
     const P = dense((i, j) => d.reduce((s, dk, k) => s + (U[k * n + i] as number) * (U[k * n + j] as number) / (dk + lam), 0));
     const pinv = op.projectedInverse(lam);
-    expect(relErr(applyF64(pinv, v), mv(P, v))).toBeLessThan(TOL);
+    expect(maxRelErr(applyF64(pinv, v), mv(P, v))).toBeLessThan(TOL);
     // Inverse of an inverse: back to the original (shift handled).
     const back = inv.inverse(0);
-    expect(relErr(applyF64(back, v), Float64Array.from(denseSolve(dense((i, j) => denseSolve(M, n, lam, Float64Array.from({ length: n }, (_, k) => (k === j ? 1 : 0)))[i] as number), n, 0, v)))).toBeLessThan(1e-4);
+    expect(maxRelErr(applyF64(back, v), Float64Array.from(denseSolve(dense((i, j) => denseSolve(M, n, lam, Float64Array.from({ length: n }, (_, k) => (k === j ? 1 : 0)))[i] as number), n, 0, v)))).toBeLessThan(1e-4);
     expect(() => op.inverse(0)).toThrow(/damping > 0/);
     for (const o of [op, inv, pinv, back]) o.dispose();
   });
@@ -135,12 +135,12 @@ describe('composition against dense algebra', () => {
     const b = new DenseOperator(B, n);
     const op = a.scale(2).add(b).damp(0.5);
     const M = dense((i, j) => 2 * (A[i * n + j] as number) + (B[i * n + j] as number) + (i === j ? 0.5 : 0));
-    expect(relErr(applyF64(op, v), mv(M, v))).toBeLessThan(TOL);
+    expect(maxRelErr(applyF64(op, v), mv(M, v))).toBeLessThan(TOL);
     const s = sumOperators([a, b, new IdentityOperator(n, 3)]);
-    expect(relErr(applyF64(s, v), mv(dense((i, j) => (A[i * n + j] as number) + (B[i * n + j] as number) + (i === j ? 3 : 0)), v))).toBeLessThan(TOL);
+    expect(maxRelErr(applyF64(s, v), mv(dense((i, j) => (A[i * n + j] as number) + (B[i * n + j] as number) + (i === j ? 3 : 0)), v))).toBeLessThan(TOL);
     // Inverses of scaled and damped operators with closed forms.
     const inv = a.scale(2).damp(0.5).inverse(0.25); // (2A + 0.75 I)⁻¹
-    expect(relErr(applyF64(inv, v), denseSolve(dense((i, j) => 2 * (A[i * n + j] as number)), n, 0.75, v))).toBeLessThan(TOL);
+    expect(maxRelErr(applyF64(inv, v), denseSolve(dense((i, j) => 2 * (A[i * n + j] as number)), n, 0.75, v))).toBeLessThan(TOL);
     expect(() => op.inverse(0.1)).toThrow(/no closed-form inverse/);
     inv.dispose();
     a.dispose();
@@ -154,9 +154,9 @@ describe('composition against dense algebra', () => {
     const sub = a.restrict(idx);
     expect(sub.size).toBe(5);
     const ref = Float64Array.from({ length: 25 }, (_, k) => A[(sorted[Math.floor(k / 5)] as number) * n + (sorted[k % 5] as number)] as number);
-    expect(relErr(sub.toDense(), ref)).toBeLessThan(TOL);
+    expect(maxRelErr(sub.toDense(), ref)).toBeLessThan(TOL);
     const byRanges = a.restrict([[1, 2], [4, 7], [9, 10]]);
-    expect(relErr(byRanges.toDense(), ref)).toBeLessThan(TOL);
+    expect(maxRelErr(byRanges.toDense(), ref)).toBeLessThan(TOL);
     expect(() => a.restrict([1, 1])).toThrow(/twice/);
     expect(() => a.restrict([12])).toThrow(/\[0, 12\)/);
     a.dispose();
@@ -171,15 +171,15 @@ describe('composition against dense algebra', () => {
     member[1] = member[2] = 2;
     const ref = dense((i, j) => (member[i] !== -1 && member[i] === member[j] ? (A[i * n + j] as number) : 0));
     const bd = a.blockDiagonal(groups);
-    expect(relErr(bd.toDense(), ref)).toBeLessThan(TOL);
+    expect(maxRelErr(bd.toDense(), ref)).toBeLessThan(TOL);
     // Dense blocks have inverses; coordinates outside every group get 1/λ.
     const blocks = groups.map((g) => new DenseOperator(a.restrict(g).toDense()));
     const exp = new BlockDiagonalOperator(blocks, { sets: (bd as BlockDiagonalOperator).sets, size: n, owns: true });
-    expect(relErr(exp.toDense(), ref)).toBeLessThan(TOL);
+    expect(maxRelErr(exp.toDense(), ref)).toBeLessThan(TOL);
     const lam = 0.2;
     const before = tf.memory().numTensors;
     const inv = exp.inverse(lam);
-    expect(relErr(applyF64(inv, v), denseSolve(ref, n, lam, v))).toBeLessThan(TOL);
+    expect(maxRelErr(applyF64(inv, v), denseSolve(ref, n, lam, v))).toBeLessThan(TOL);
     inv.dispose(); // owns the block inverses it created
     expect(tf.memory().numTensors).toBe(before);
     expect(() => expectNoLeak(() => exp.inverse(0))).toThrow(/damping > 0/);
@@ -197,7 +197,7 @@ describe('composition against dense algebra', () => {
       if (i >= 8 && i === j) return i - 7;
       return 0;
     });
-    expect(relErr(op.toDense(), ref)).toBeLessThan(TOL);
+    expect(maxRelErr(op.toDense(), ref)).toBeLessThan(TOL);
     expect(op.blocks[0]).toBeInstanceOf(RestrictedOperator);
     (op.blocks[2] as DiagonalOperator).dispose();
     a.dispose();
@@ -213,13 +213,13 @@ describe('product functions', () => {
     const op = LinearOperator.fromMatvec(n, fn);
     const V = tf.tensor2d(Float32Array.from(gaussianMatrix(2, n, 3)), [2, n]);
     const R = op.apply(V);
-    expect(relErr(R.dataSync(), matmul64(V.dataSync(), A, 2, n, n))).toBeLessThan(TOL);
+    expect(maxRelErr(R.dataSync(), matmul64(V.dataSync(), A, 2, n, n))).toBeLessThan(TOL);
     const aop = LinearOperator.fromMatvec(n, async (x) => fn(x), { async: true });
     expect(aop.isAsync).toBe(true);
     expect(() => aop.apply(V)).toThrow(/asynchronous.*applyAsync/);
     await expectNoLeakAsync(async () => {
       const R2 = await aop.applyAsync(V);
-      expect(relErr(R2.dataSync(), R.dataSync())).toBeLessThan(1e-7);
+      expect(maxRelErr(R2.dataSync(), R.dataSync())).toBeLessThan(1e-7);
       R2.dispose();
     });
     tf.dispose([V, R]);

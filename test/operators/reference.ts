@@ -6,8 +6,9 @@
  * Float64 accumulation on the CPU where matrices are assembled.
  */
 import * as tf from '@tensorflow/tfjs';
+import type { LossKind } from '../helpers/autodiff';
 
-export type LossKind = 'mse' | 'softmaxCrossEntropy' | 'sigmoidCrossEntropy';
+export type { LossKind };
 
 export interface MlpSpec {
   inputs: number;
@@ -184,28 +185,7 @@ export function perSampleGradients(spec: MlpSpec, theta: tf.Tensor1D, x: tf.Tens
   return out;
 }
 
-/** Dense mat-vec in float64: (M v) for row-major D×D M and rows of V. */
-export function denseApply(M: ArrayLike<number>, D: number, v: ArrayLike<number>): Float64Array {
-  const out = new Float64Array(D);
-  for (let i = 0; i < D; i++) {
-    let s = 0;
-    for (let j = 0; j < D; j++) s += (M[i * D + j] as number) * (v[j] as number);
-    out[i] = s;
-  }
-  return out;
-}
-
-/** max |a − b| / max |b|. */
-export function relErr(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  let scale = 0;
-  let err = 0;
-  for (let i = 0; i < b.length; i++) {
-    scale = Math.max(scale, Math.abs(b[i] as number));
-    err = Math.max(err, Math.abs((a[i] as number) - (b[i] as number)));
-  }
-  if (a.length !== b.length) return Infinity;
-  return scale > 0 ? err / scale : err;
-}
+export { maxRelErr } from '../conformance/compare';
 
 /** Deterministic pseudo-random float32 data. */
 export function randomTensor(shape: number[], seed: number, scale = 1): tf.Tensor {
@@ -312,22 +292,7 @@ export function rowsOf(a: ArrayLike<number>, n: number, r: number): Float64Array
   return Float64Array.from({ length: n }, (_, j) => a[r * n + j] as number);
 }
 
-/** Throws if `fn` changes the number of live tensors. */
-export function expectNoLeak<T>(fn: () => T): T {
-  const before = tf.memory().numTensors;
-  const out = fn();
-  const after = tf.memory().numTensors;
-  if (after !== before) throw new Error(`leaked ${after - before} tensors`);
-  return out;
-}
-
-export async function expectNoLeakAsync<T>(fn: () => Promise<T>): Promise<T> {
-  const before = tf.memory().numTensors;
-  const out = await fn();
-  const after = tf.memory().numTensors;
-  if (after !== before) throw new Error(`leaked ${after - before} tensors`);
-  return out;
-}
+export { expectNoLeak, expectNoLeakAsync } from '../helpers/leaks';
 
 /** Apply to a float64 vector through a float32 tensor and read back. */
 export function applyF64(op: { apply(v: tf.Tensor): tf.Tensor }, v: ArrayLike<number>): Float64Array {

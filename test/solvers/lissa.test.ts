@@ -12,7 +12,7 @@ import * as tf from '@tensorflow/tfjs';
 import { describe, expect, it } from 'vitest';
 import { DenseOperator, LinearOperator, ggnOperator } from '../../src/operators/index';
 import { lissa, lissaAsync } from '../../src/solvers/index';
-import { denseSolve, expectNoLeak, matmul64, relErr } from '../operators/reference';
+import { denseSolve, expectNoLeak, matmul64, maxRelErr } from '../operators/reference';
 import { curvatureProblem } from './problem';
 
 const P = curvatureProblem();
@@ -38,7 +38,7 @@ describe('lissa', () => {
       const r = lissa(P.ggn, b, { scale: s, damping: lambda, maxIter: t, rtol: 0 });
       expect(r.iterations).toBe(t);
       expect(r.converged).toBe(false);
-      expect(relErr(r.x.dataSync(), neumann(t, s, lambda, 0))).toBeLessThan(1e-5);
+      expect(maxRelErr(r.x.dataSync(), neumann(t, s, lambda, 0))).toBeLessThan(1e-5);
       r.x.dispose();
     }
   });
@@ -48,14 +48,14 @@ describe('lissa', () => {
     for (const t of [30, 120]) {
       const r = lissa(P.ggn, b, { scale: s, damping: lambda, maxIter: t, rtol: 0 });
       const ref = denseSolve(G, D, lambda, bd);
-      const err = relErr(r.x.dataSync(), ref);
-      // relErr is max-norm based; ‖T^{t+1}x*‖_∞ ≤ ‖T^{t+1}x*‖₂ ≤ ρ^{t+1}‖x*‖₂ ≤ ρ^{t+1}√D‖x*‖_∞.
+      const err = maxRelErr(r.x.dataSync(), ref);
+      // maxRelErr is max-norm based; ‖T^{t+1}x*‖_∞ ≤ ‖T^{t+1}x*‖₂ ≤ ρ^{t+1}‖x*‖₂ ≤ ρ^{t+1}√D‖x*‖_∞.
       expect(err).toBeLessThanOrEqual(rho ** (t + 1) * Math.sqrt(D) + 1e-5);
       r.x.dispose();
     }
     const r = lissa(P.ggn, b, { scale: s, damping: 0, dampen: 0.05, maxIter: 400, rtol: 1e-7 });
     expect(r.converged).toBe(true);
-    expect(relErr(r.x.dataSync(), denseSolve(G, D, 0.05 * s, bd))).toBeLessThan(1e-4);
+    expect(maxRelErr(r.x.dataSync(), denseSolve(G, D, 0.05 * s, bd))).toBeLessThan(1e-4);
     r.x.dispose();
   });
 
@@ -73,17 +73,17 @@ describe('lissa', () => {
   it('minibatches: reproducible, equal to the full iteration when batchSize ≥ P, close to the solution otherwise', () => {
     const full = lissa(P.ggn, b, { scale: s, damping: lambda, maxIter: 60, rtol: 0 });
     const all = lissa(P.ggn, b, { scale: s, damping: lambda, maxIter: 60, rtol: 0, batchSize: 40, seed: 1 });
-    expect(relErr(all.x.dataSync(), full.x.dataSync())).toBeLessThan(1e-5);
+    expect(maxRelErr(all.x.dataSync(), full.x.dataSync())).toBeLessThan(1e-5);
     const m1 = lissa(P.ggn, b, { scale: s, damping: lambda, maxIter: 150, rtol: 0, batchSize: 20, seed: 5 });
     const m2 = lissa(P.ggn, b, { scale: s, damping: lambda, maxIter: 150, rtol: 0, batchSize: 20, seed: 5 });
     const m3 = lissa(P.ggn, b, { scale: s, damping: lambda, maxIter: 150, rtol: 0, batchSize: 20, seed: 6 });
     expect(Array.from(m1.x.dataSync())).toEqual(Array.from(m2.x.dataSync()));
-    expect(relErr(m1.x.dataSync(), m3.x.dataSync())).toBeGreaterThan(0);
+    expect(maxRelErr(m1.x.dataSync(), m3.x.dataSync())).toBeGreaterThan(0);
     // Minibatch curvature noise: the iterate fluctuates around the solution;
     // measured relative errors ~0.05–0.1 with half the data per step; 0.3
     // still rejects a wrong weighting (which biases by a factor ≥ 2).
     const ref = denseSolve(G, D, lambda, bd);
-    expect(relErr(m1.x.dataSync(), ref)).toBeLessThan(0.3);
+    expect(maxRelErr(m1.x.dataSync(), ref)).toBeLessThan(0.3);
     tf.dispose([full.x, all.x, m1.x, m2.x, m3.x]);
   });
 
@@ -93,7 +93,7 @@ describe('lissa', () => {
     const op = ggnOperator(P.ext, ds as unknown as tf.data.Dataset<{ xs: tf.Tensor; ys: tf.Tensor }>);
     expect(() => lissa(op, b)).toThrow(/lissaAsync/);
     const r = await lissaAsync(op, b, { scale: s, damping: lambda, maxIter: 20, rtol: 0, batchSize: 40 });
-    expect(relErr(r.x.dataSync(), neumann(20, s, lambda, 0))).toBeLessThan(1e-5);
+    expect(maxRelErr(r.x.dataSync(), neumann(20, s, lambda, 0))).toBeLessThan(1e-5);
     tf.dispose([r.x, ...rows.flat()]);
   });
 });

@@ -9,18 +9,13 @@
  * tensors in float32 (1e-6 relative: a few float32 roundings per update).
  */
 import * as tf from '@tensorflow/tfjs';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { ExponentialMovingAverage, RunningSum } from '../../src/train/accumulate';
 import { Rng } from '../../src/utils/random';
-import { relErr } from '../helpers/autodiff';
+import { maxRelErr } from '../helpers/autodiff';
+import { expectNoLeaksPerTest } from '../helpers/leaks';
 
-let before = 0;
-beforeEach(() => {
-  before = tf.memory().numTensors;
-});
-afterEach(() => {
-  expect(tf.memory().numTensors).toBe(before);
-});
+expectNoLeaksPerTest();
 
 /** Explicit EMA loop in float64 over arrays of equal length. */
 function emaLoop(values: number[][], beta: number, correct: boolean): number[] {
@@ -146,7 +141,7 @@ describe('RunningSum', () => {
     s.update({ t, a: new Float64Array([3]), n: 4 });
     t.dispose();
     expect(s.value().n).toBe(4);
-    expect(relErr(s.mean().t, s.value().t)).toBe(0);
+    expect(maxRelErr(s.mean().t, s.value().t)).toBe(0);
     s.dispose();
   });
 

@@ -3,19 +3,14 @@
  * warnings read from group results, request merging and validation.
  */
 import * as tf from '@tensorflow/tfjs';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { extend } from '../../src/engine/extend';
 import { checkRequests, hookWarnings, isStepOptimizer, mergeRequests, StepHandle } from '../../src/train/events';
 import { BatchGrad } from '../../extensions/firstorder/index';
 import { GramMatrix } from '../../hooks/index';
+import { expectNoLeaksPerTest } from '../helpers/leaks';
 
-let before = 0;
-beforeEach(() => {
-  before = tf.memory().numTensors;
-});
-afterEach(() => {
-  expect(tf.memory().numTensors).toBe(before);
-});
+expectNoLeaksPerTest();
 
 function setup() {
   const model = tf.sequential({ layers: [tf.layers.dense({ inputShape: [3], units: 2 })] });

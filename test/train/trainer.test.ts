@@ -10,7 +10,7 @@
  * the largest weight.
  */
 import * as tf from '@tensorflow/tfjs';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { extend } from '../../src/engine/extend';
 import type { BackwardResult } from '../../src/engine/results';
 import type { ParamContext } from '../../src/engine/extension';
@@ -20,7 +20,8 @@ import type { StepContext, StepEvent, StepOptimizer } from '../../src/train/even
 import { BatchGrad, SumGradSquared } from '../../extensions/firstorder/index';
 import { DiagGGNExact, KFAC } from '../../extensions/secondorder/index';
 import { GramMatrix } from '../../hooks/index';
-import { referenceLoss, relErr } from '../helpers/autodiff';
+import { referenceLoss, weightsErr } from '../helpers/autodiff';
+import { expectNoLeaksPerTest } from '../helpers/leaks';
 
 const W_TOL = 1e-5;
 
@@ -39,11 +40,6 @@ function mlp(seed = 1, inputDim = 4, classes = 3): tf.Sequential {
   });
 }
 
-function weightsErr(a: tf.LayersModel, b: tf.LayersModel): number {
-  const wb = b.getWeights();
-  return Math.max(...a.getWeights().map((w, i) => relErr(w, wb[i] as tf.Tensor)));
-}
-
 const optimizers: tf.Optimizer[] = [];
 function sgd(lr: number): tf.Optimizer {
   const o = tf.train.sgd(lr);
@@ -51,13 +47,8 @@ function sgd(lr: number): tf.Optimizer {
   return o;
 }
 
-let before = 0;
-beforeEach(() => {
-  before = tf.memory().numTensors;
-});
-afterEach(() => {
+expectNoLeaksPerTest(() => {
   for (const o of optimizers.splice(0)) o.dispose();
-  expect(tf.memory().numTensors).toBe(before);
 });
 
 describe('Trainer.fit', () => {

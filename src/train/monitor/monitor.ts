@@ -41,6 +41,7 @@ import { groupsFull, groupsPerLayer, groupsPerParam, topK, type Criterion, type 
 import type { StepEvent } from '../events';
 import { Trainer } from '../trainer';
 import { TrainingPlugin } from '../plugin';
+import { checkExtendedModel, checkOptionNames, checkPositiveInt } from '../optimizers/common';
 import { JsonlWriter, type JsonlSink } from './jsonl';
 
 export type MonitorBlocks = 'full' | 'perLayer' | 'perParam';
@@ -149,14 +150,11 @@ export class CurvatureMonitor {
 
   constructor(ext: ExtendedModel, options: CurvatureMonitorOptions = {}) {
     const owner = 'CurvatureMonitor';
-    if (ext === undefined || ext === null || typeof (ext as { backward?: unknown }).backward !== 'function') {
-      throw new Error(`${owner}: the first argument must be the ExtendedModel being trained: new CurvatureMonitor(extend(model, { loss }), options).`);
-    }
+    checkExtendedModel(owner, ext);
     if (options === null || typeof options !== 'object') throw new Error(`${owner}: options must be an object.`);
-    for (const k of Object.keys(options)) if (!KNOWN.includes(k)) throw new Error(`${owner}: unknown option '${k}'; known options: ${KNOWN.join(', ')}.`);
+    checkOptionNames(owner, options, KNOWN);
     this.ext = ext;
-    const k = options.topK ?? 5;
-    if (!Number.isInteger(k) || k < 1) throw new Error(`${owner}: option 'topK' must be an integer ≥ 1, got ${String(options.topK)}.`);
+    const k = checkPositiveInt(owner, 'topK', options.topK, 5);
     this.topK = k;
     const mc = options.mcSamples ?? 1;
     if (!Number.isInteger(mc) || mc < 0) throw new Error(`${owner}: option 'mcSamples' must be 0 (exact GGN) or an integer ≥ 1, got ${String(options.mcSamples)}.`);

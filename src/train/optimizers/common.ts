@@ -1,10 +1,12 @@
 /**
- * Shared pieces of the curvature optimizers: option checks, learning-rate
+ * Shared pieces of the curvature optimizers: option checks (also used by
+ * the Trainer, the TrainingPlugin and the CurvatureMonitor), learning-rate
  * schedules, and the bridge that runs a StepOptimizer inside `model.fit`
  * through the TrainingPlugin.
  */
 import * as tf from '@tensorflow/tfjs';
 import type { ExtendedModel } from '../../engine/extend';
+import { checkInteger, checkNumber } from '../../utils/options';
 import type { ParamInfo } from '../../engine/params';
 import type { StepEvent, StepOptimizer, StepRequests } from '../events';
 import type { TrainingPlugin } from '../plugin';
@@ -31,20 +33,14 @@ export function learningRateAt(owner: string, lr: LearningRate, step: number): n
   return v;
 }
 
+/** Option `name` (default `dflt`) as a finite number > 0. */
 export function checkPositive(owner: string, name: string, v: unknown, dflt: number, why = ''): number {
-  const x = v ?? dflt;
-  if (typeof x !== 'number' || !Number.isFinite(x) || !(x > 0)) {
-    throw new Error(`${owner}: option '${name}' must be a finite number > 0${why}, got ${String(x)}.`);
-  }
-  return x;
+  return checkNumber(owner, name, v ?? dflt, 0, true, why);
 }
 
+/** Option `name` (default `dflt`) as an integer ≥ 1. */
 export function checkPositiveInt(owner: string, name: string, v: unknown, dflt: number, why = ''): number {
-  const x = v ?? dflt;
-  if (typeof x !== 'number' || !Number.isInteger(x) || x < 1) {
-    throw new Error(`${owner}: option '${name}' must be an integer ≥ 1${why}, got ${String(x)}.`);
-  }
-  return x;
+  return checkInteger(owner, name, v ?? dflt, 1, why);
 }
 
 export function checkUnitInterval(owner: string, name: string, v: unknown, dflt: number): number {

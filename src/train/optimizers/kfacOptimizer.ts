@@ -44,11 +44,11 @@ import type { Extension, ModelInfo, ParamContext } from '../../engine/extension'
 import type { BackwardResult } from '../../engine/results';
 import type { ParamInfo } from '../../engine/params';
 import { SqrtGgnExactQuantity, SqrtGgnMcQuantity } from '../../engine/quantity';
-import { sumSquaredKernelProduct } from '../../derivatives/weightProducts';
 import { KFAC } from '../../../extensions/secondorder/kfac';
 import { KFLR } from '../../../extensions/secondorder/kflr';
+import { ekfacScaling } from '../../../extensions/secondorder/ekfac';
 import { validateBackprop } from '../../../extensions/secondorder/common';
-import { applyInBasis, positionSums, type KroneckerEigen, type KroneckerFactors } from '../../../extensions/secondorder/kroneckerFactors';
+import { applyInBasis, type KroneckerEigen, type KroneckerFactors } from '../../../extensions/secondorder/kroneckerFactors';
 import { eigh } from '../../linalg/index';
 import { ExponentialMovingAverage } from '../accumulate';
 import type { StepContext, StepOptimizer, StepRequests } from '../events';
@@ -169,17 +169,7 @@ class EkfacScaling implements Extension<tf.Tensor> {
   computeParam(ctx: ParamContext): tf.Tensor | undefined {
     const eig = this.basis()?.get(ctx.param.name);
     if (eig === undefined) return undefined;
-    const stack = ctx.value(this.stack);
-    return tf.tidy(() => {
-      if (ctx.param.role === 'bias') return tf.sum(tf.square(tf.matMul(positionSums(ctx.module, stack), eig.UG)), 0);
-      const X = ctx.unfoldedInput();
-      const [N, T, I] = X.shape;
-      const Xr = tf.reshape(tf.matMul(tf.reshape(X, [N * T, I]), eig.UA as tf.Tensor2D), [N, T, I]) as tf.Tensor3D;
-      const D = ctx.module.foldOutput(stack);
-      const [V, , , O] = D.shape;
-      const Dr = tf.reshape(tf.matMul(tf.reshape(D, [V * N * T, O]), eig.UG), [V, N, T, O]) as tf.Tensor4D;
-      return sumSquaredKernelProduct(Xr, Dr);
-    });
+    return ekfacScaling(ctx, ctx.value(this.stack), eig.UA, eig.UG);
   }
 }
 
@@ -238,8 +228,7 @@ export class KfacOptimizer implements StepOptimizer, FixedRequests {
     const name = options.name ?? owner;
     const useMc = variant === 'kfac' || (variant === 'ekfac' && options.mcSamples !== undefined);
     if (useMc) {
-      const M = options.mcSamples ?? 1;
-      if (!Number.isInteger(M) || M < 1) throw new Error(`${owner}: option 'mcSamples' must be an integer ≥ 1, got ${String(M)}.`);
+      const M = checkPositiveInt(owner, 'mcSamples', options.mcSamples, 1);
       this.factorExtension = new KFAC({ mcSamples: M, name: `${name}:KFAC` });
     } else {
       this.factorExtension = new KFLR({ name: `${name}:KFLR` });

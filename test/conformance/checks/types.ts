@@ -1,4 +1,4 @@
-import type { LoadedFixture, T } from '../fixture';
+import type { LoadedFixture } from '../fixture';
 
 export interface Outcome {
   status: 'pass' | 'fail' | 'skip';
@@ -29,5 +29,3 @@ export function fixtureQuantity<Q = unknown>(lf: { fx: LoadedFixture['fx'] }, ke
 export function hasQuantity(key: string) {
   return (lf: { fx: LoadedFixture['fx'] }) => lf.fx.quantities[key] !== undefined;
 }
-
-export type TList = T[];

@@ -16,7 +16,7 @@ import * as tf from '@tensorflow/tfjs';
 import { expect } from 'vitest';
 import type { LossDerivatives, Reduction } from '../../../src/derivatives/losses/types';
 import { Rng } from '../../../src/utils/random';
-import { noLeaks, relErr } from '../helpers';
+import { expectNoLeak, maxRelErr } from '../helpers';
 
 export interface LossSpec {
   create(reduction: Reduction): LossDerivatives;
@@ -74,7 +74,7 @@ export function checkLoss(spec: LossSpec, reduction: Reduction, N: number, C: nu
   expect(loss.reduction).toBe(reduction);
   const f = tf.randomNormal([N, C], 0, 1.5, 'float32', seed) as tf.Tensor2D;
   const raw = spec.targets(N, C, seed + 1);
-  noLeaks(() => {
+  expectNoLeak(() => {
     const t = loss.prepareTargets(f, raw);
     expect(t.shape).toEqual([N, C]);
     const tfl = (z: tf.Tensor2D) => spec.tfLoss(reduction, z, t);
@@ -83,15 +83,15 @@ export function checkLoss(spec: LossSpec, reduction: Reduction, N: number, C: nu
       // Value and gradient vs TF.js's loss (float32 sums of ≤ 12 terms: 1e-5).
       const per = loss.perSampleLoss(f, t);
       expect(per.shape).toEqual([N]);
-      expect(relErr(tf.sum(per), tfl(f))).toBeLessThan(1e-5);
-      expect(relErr(loss.gradient(f, t), g(f))).toBeLessThan(1e-5);
+      expect(maxRelErr(tf.sum(per), tfl(f))).toBeLessThan(1e-5);
+      expect(maxRelErr(loss.gradient(f, t), g(f))).toBeLessThan(1e-5);
     });
     const H = referenceHessian(g, f);
     tf.tidy(() => {
       // Exact factor: S [C, N, C] with Σ_v S_vᵀ S_v = H_n.
       const S = loss.sqrtHessian(f, t);
       expect(S.shape).toEqual([C, N, C]);
-      expect(relErr(gram(S).mean, H)).toBeLessThan(1e-4);
+      expect(maxRelErr(gram(S).mean, H)).toBeLessThan(1e-4);
       // H·mat, Σ_n H_n.
       const V = 3;
       const mat = tf.randomNormal([V, N, C], 0, 1, 'float32', seed + 2) as tf.Tensor3D;
@@ -103,12 +103,12 @@ export function checkLoss(spec: LossSpec, reduction: Reduction, N: number, C: nu
             for (let j = 0; j < C; j++) want[(v * N + n) * C + i] += (H[(n * C + i) * C + j] as number) * (mv[(v * N + n) * C + j] as number);
       const hm = loss.hessianMatProd(f, t, mat);
       expect(hm.shape).toEqual([V, N, C]);
-      expect(relErr(hm, want)).toBeLessThan(1e-4);
+      expect(maxRelErr(hm, want)).toBeLessThan(1e-4);
       const sumH = new Float64Array(C * C);
       for (let n = 0; n < N; n++) for (let k = 0; k < C * C; k++) sumH[k] += H[n * C * C + k] as number;
       const sh = loss.sumHessian(f, t);
       expect(sh.shape).toEqual([C, C]);
-      expect(relErr(sh, sumH)).toBeLessThan(1e-4);
+      expect(maxRelErr(sh, sumH)).toBeLessThan(1e-4);
     });
     // Monte-Carlo factor: Σ_m S̃_mᵀ S̃_m → H (each term carries 1/M). With z_m = M·S̃_m,i S̃_m,j,
     // the estimate is mean(z) with standard error sd(z)/√M; |estimate − H| ≤ 5·SE (+ the
@@ -127,7 +127,7 @@ export function checkLoss(spec: LossSpec, reduction: Reduction, N: number, C: nu
       }
       // Same seed, same samples.
       const again = loss.sqrtHessianSampled(f, t, 5, new Rng(seed + 3));
-      expect(relErr(again, tf.slice(loss.sqrtHessianSampled(f, t, 5, new Rng(seed + 3)), [0], [5]))).toBe(0);
+      expect(maxRelErr(again, tf.slice(loss.sqrtHessianSampled(f, t, 5, new Rng(seed + 3)), [0], [5]))).toBe(0);
     });
     tf.dispose([t]);
   });
@@ -137,7 +137,7 @@ export function checkLoss(spec: LossSpec, reduction: Reduction, N: number, C: nu
 /** Target-shape errors name both shapes. */
 export function checkTargetErrors(spec: LossSpec, N: number, C: number, bad: tf.Tensor, pattern: RegExp): void {
   const loss = spec.create('mean');
-  noLeaks(() => {
+  expectNoLeak(() => {
     const f = tf.zeros([N, C]) as tf.Tensor2D;
     expect(() => loss.prepareTargets(f, bad)).toThrow(pattern);
     f.dispose();

@@ -12,15 +12,17 @@ import {
   diagOf,
   expectClose,
   expectNoLeak,
+  expectSubsampledSlices,
   expectWithinStdErr,
   flatResults,
   jacobiansRef,
-  LOSSES,
   lossCurvatureRef,
+  LOSSES,
   makeProblem,
   meanAndStdErr,
   paramSlice,
   perSampleGgnRef,
+  withProblem,
   type Problem,
   type ProblemSpec,
 } from './reference';
@@ -44,8 +46,7 @@ describe('BatchDiagGGNExact', () => {
   LOSSES.forEach((loss, li) => {
     const reduction = li % 2 === 0 ? 'mean' : 'sum';
     it(`equals the per-sample autodiff GGN diagonals and sums to DiagGGNExact (${loss}, ${reduction})`, () => {
-      const p = makeProblem(mlp(loss, reduction, 200 + li));
-      try {
+      withProblem(mlp(loss, reduction, 200 + li), (p) => {
         const expected = perSampleDiags(p);
         const ext = new BatchDiagGGNExact();
         const diag = new DiagGGNExact();
@@ -64,42 +65,29 @@ describe('BatchDiagGGNExact', () => {
         } finally {
           r.dispose();
         }
-      } finally {
-        p.dispose();
-      }
+      });
     });
   });
 
   it('subsampling equals slicing (reduction mean)', () => {
-    const p = makeProblem(mlp('sigmoidCrossEntropy', 'mean', 210));
-    try {
+    withProblem(mlp('sigmoidCrossEntropy', 'mean', 210), (p) => {
       const full = new BatchDiagGGNExact();
       const sub = new BatchDiagGGNExact({ subsampling: [3, 0], name: 'sub' });
       const r = p.ext.backward(p.x, p.y, { extensions: [full, sub] });
-      p.params.forEach((_, i) => {
-        const sliced = tf.gather(r.get(full, i), [3, 0]);
-        expect(r.get(sub, i).shape).toEqual(sliced.shape);
-        expectClose(r.get(sub, i).dataSync(), sliced.dataSync(), TOL, `subsampled parameter ${i}`);
-        sliced.dispose();
-      });
+      expectSubsampledSlices(p, r, full, sub, [3, 0], 0, TOL);
       r.dispose();
-    } finally {
-      p.dispose();
-    }
+    });
   });
 
   it('leaks no tensors across repeated steps and on error paths', () => {
-    const p = makeProblem(mlp('mse', 'sum', 220));
-    try {
+    withProblem(mlp('mse', 'sum', 220), (p) => {
       const ext = new BatchDiagGGNExact({ subsampling: [1] });
       expectNoLeak(() => {
         for (let k = 0; k < 3; k++) p.ext.backward(p.x, p.y, { extensions: [ext] }).dispose();
       });
       const bad = new BatchDiagGGNExact({ subsampling: [4] });
       expectNoLeak(() => expect(() => p.ext.backward(p.x, p.y, { extensions: [bad] })).toThrow(/BatchDiagGGNExact.*subsampling/));
-    } finally {
-      p.dispose();
-    }
+    });
   });
 });
 
@@ -140,8 +128,7 @@ describe('BatchDiagGGNMC', () => {
   it('validates its options and needs a seed in deterministic mode', () => {
     expect(() => new BatchDiagGGNMC({ mcSamples: -3 })).toThrow(/BatchDiagGGNMC: option 'mcSamples' must be an integer ≥ 1, got -3/);
     expect(() => new BatchDiagGGNMC({ subsampling: [] })).toThrow(/BatchDiagGGNMC: option 'subsampling' is empty/);
-    const p = makeProblem(mlp('mse', 'mean', 240));
-    try {
+    withProblem(mlp('mse', 'mean', 240), (p) => {
       const ext = new BatchDiagGGNMC({ mcSamples: 3 });
       expectNoLeak(() =>
         expect(() => p.ext.backward(p.x, p.y, { extensions: [ext], deterministic: true })).toThrow(
@@ -154,8 +141,6 @@ describe('BatchDiagGGNMC', () => {
         expect(r.get(sub, 0).shape).toEqual([2, 3, 5]);
         r.dispose();
       });
-    } finally {
-      p.dispose();
-    }
+    });
   });
 });

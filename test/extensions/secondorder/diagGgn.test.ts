@@ -18,14 +18,15 @@ import {
   expectWithinStdErr,
   flatResults,
   jacobiansRef,
-  LOSSES,
   lossCurvatureRef,
+  LOSSES,
   makeProblem,
   meanAndStdErr,
   paramSlice,
   perSampleGgnRef,
   REDUCTIONS,
   sumMatrices,
+  withProblem,
   type Problem,
   type ProblemSpec,
 } from './reference';
@@ -66,37 +67,24 @@ describe('DiagGGNExact', () => {
   LOSSES.forEach((loss, li) =>
     REDUCTIONS.forEach((reduction, ri) =>
       it(`equals the diagonal of the autodiff GGN (${loss}, ${reduction})`, () => {
-        const p = makeProblem(mlp(loss, reduction, 100 + 2 * li + ri));
-        try {
-          checkExact(p);
-        } finally {
-          p.dispose();
-        }
+        withProblem(mlp(loss, reduction, 100 + 2 * li + ri), (p) => checkExact(p));
       }),
     ),
   );
 
   it('with subsampling sums the chosen samples only (whole-batch normalisation)', () => {
-    const p = makeProblem(mlp('mse', 'mean', 110));
-    try {
-      checkExact(p, [4, 1]);
-    } finally {
-      p.dispose();
-    }
+    withProblem(mlp('mse', 'mean', 110), (p) => checkExact(p, [4, 1]));
   });
 
   it('leaks no tensors across repeated steps and on error paths', () => {
-    const p = makeProblem(mlp('softmaxCrossEntropy', 'sum', 111));
-    try {
+    withProblem(mlp('softmaxCrossEntropy', 'sum', 111), (p) => {
       const ext = new DiagGGNExact();
       expectNoLeak(() => {
         for (let k = 0; k < 3; k++) p.ext.backward(p.x, p.y, { extensions: [ext] }).dispose();
       });
       const bad = new DiagGGNExact({ subsampling: [0, 7] });
       expectNoLeak(() => expect(() => p.ext.backward(p.x, p.y, { extensions: [bad] })).toThrow(/DiagGGNExact.*subsampling.*7/));
-    } finally {
-      p.dispose();
-    }
+    });
   });
 
   it.skipIf(!SUPPORTED_LAYERS.includes('Conv2D'))('equals the diagonal of the autodiff GGN on a Conv2D model', () => {
@@ -170,8 +158,7 @@ describe('DiagGGNMC', () => {
     expect(() => new DiagGGNMC({ mcSamples: 0 })).toThrow(/DiagGGNMC: option 'mcSamples' must be an integer ≥ 1, got 0/);
     expect(() => new DiagGGNMC({ mcSamples: 2.5 })).toThrow(/DiagGGNMC: option 'mcSamples'/);
     expect(() => new DiagGGNMC({ subsampling: [-2] })).toThrow(/DiagGGNMC: option 'subsampling'/);
-    const p = makeProblem(mlp('mse', 'sum', 140));
-    try {
+    withProblem(mlp('mse', 'sum', 140), (p) => {
       const ext = new DiagGGNMC({ mcSamples: 2 });
       expectNoLeak(() =>
         expect(() => p.ext.backward(p.x, p.y, { extensions: [ext], deterministic: true })).toThrow(
@@ -184,8 +171,6 @@ describe('DiagGGNMC', () => {
       expect(Array.from(r1.get(seeded, 0).dataSync())).toEqual(Array.from(r2.get(seeded, 0).dataSync()));
       r1.dispose();
       r2.dispose();
-    } finally {
-      p.dispose();
-    }
+    });
   });
 });

@@ -26,10 +26,12 @@ import type { ModelInfo } from '../../../src/engine/extension';
 import {
   expectClose,
   expectNoLeak,
+  expectSubsampledSlices,
   flatResults,
   hessianDiagRef,
   makeProblem,
   paramSlice,
+  withProblem,
   type Problem,
   type ProblemSpec,
 } from './reference';
@@ -66,55 +68,32 @@ describe('DiagHessian', () => {
   ];
   cases.forEach(([loss, reduction], k) =>
     it(`equals the float64 Hessian diagonal on a tanh/sigmoid net (${loss}, ${reduction})`, () => {
-      const p = makeProblem(net(loss, reduction, 400 + k));
-      try {
-        checkDiag(p);
-      } finally {
-        p.dispose();
-      }
+      withProblem(net(loss, reduction, 400 + k), (p) => checkDiag(p));
     }),
   );
 
   it('equals the float64 Hessian diagonal on an elu net (mse, mean)', () => {
-    const p = makeProblem(net('mse', 'mean', 410, [{ dense: 6, activation: 'elu' }, { dense: 4, activation: 'elu' }, { dense: 3 }]));
-    try {
-      checkDiag(p);
-    } finally {
-      p.dispose();
-    }
+    withProblem(net('mse', 'mean', 410, [{ dense: 6, activation: 'elu' }, { dense: 4, activation: 'elu' }, { dense: 3 }]), (p) => checkDiag(p));
   });
 
   it('equals the float64 Hessian diagonal and DiagGGNExact on a relu net (no residual)', () => {
-    const p = makeProblem(net('softmaxCrossEntropy', 'sum', 426, [{ dense: 6, activation: 'relu' }, { dense: 5, activation: 'relu' }, { dense: 3 }]));
-    try {
+    withProblem(net('softmaxCrossEntropy', 'sum', 426, [{ dense: 6, activation: 'relu' }, { dense: 5, activation: 'relu' }, { dense: 3 }]), (p) => {
       checkDiag(p);
       const h = new DiagHessian();
       const g = new DiagGGNExact();
       const r = p.ext.backward(p.x, p.y, { extensions: [h, g] });
       p.params.forEach((_, i) => expectClose(r.get(h, i).dataSync(), r.get(g, i).dataSync(), 1e-6, `relu net parameter ${i}`));
       r.dispose();
-    } finally {
-      p.dispose();
-    }
+    });
   });
 
   it('includes the residual of an activation after the last parametrised layer', () => {
     // Output = sigmoid(Dense(tanh(Dense(x)))): the final sigmoid's residual reaches both layers.
-    const p = makeProblem(net('mse', 'mean', 430, [{ dense: 5, activation: 'tanh' }, { dense: 3, activation: 'sigmoid' }]));
-    try {
-      checkDiag(p);
-    } finally {
-      p.dispose();
-    }
+    withProblem(net('mse', 'mean', 430, [{ dense: 5, activation: 'tanh' }, { dense: 3, activation: 'sigmoid' }]), (p) => checkDiag(p));
   });
 
   it('with subsampling equals the Hessian of the chosen samples (whole-batch normalisation)', () => {
-    const p = makeProblem(net('softmaxCrossEntropy', 'mean', 440));
-    try {
-      checkDiag(p, [2, 0]);
-    } finally {
-      p.dispose();
-    }
+    withProblem(net('softmaxCrossEntropy', 'mean', 440), (p) => checkDiag(p, [2, 0]));
   });
 
   it.skipIf(!SUPPORTED_LAYERS.includes('Conv2D'))('equals the float64 Hessian diagonal on a Conv2D model', () => {
@@ -140,8 +119,7 @@ describe('DiagHessian', () => {
   });
 
   it('leaks no tensors across repeated steps and on error paths', () => {
-    const p = makeProblem(net('sigmoidCrossEntropy', 'mean', 460));
-    try {
+    withProblem(net('sigmoidCrossEntropy', 'mean', 460), (p) => {
       const ext = new DiagHessian();
       const batch = new BatchDiagHessian({ subsampling: [1, 2] });
       expectNoLeak(() => {
@@ -150,16 +128,13 @@ describe('DiagHessian', () => {
       const bad = new BatchDiagHessian({ subsampling: [0, 4] });
       expectNoLeak(() => expect(() => p.ext.backward(p.x, p.y, { extensions: [bad] })).toThrow(/BatchDiagHessian.*subsampling.*4/));
       expect(() => new DiagHessian({ subsampling: [] })).toThrow(/DiagHessian: option 'subsampling' is empty/);
-    } finally {
-      p.dispose();
-    }
+    });
   });
 });
 
 describe('BatchDiagHessian', () => {
   it('equals the per-sample float64 Hessian diagonals and sums to DiagHessian', () => {
-    const p = makeProblem(net('mse', 'mean', 500));
-    try {
+    withProblem(net('mse', 'mean', 500), (p) => {
       const ext = new BatchDiagHessian();
       const diag = new DiagHessian();
       const r = p.ext.backward(p.x, p.y, { extensions: [ext, diag] });
@@ -180,27 +155,17 @@ describe('BatchDiagHessian', () => {
       } finally {
         r.dispose();
       }
-    } finally {
-      p.dispose();
-    }
+    });
   });
 
   it('subsampling equals slicing', () => {
-    const p = makeProblem(net('softmaxCrossEntropy', 'mean', 510));
-    try {
+    withProblem(net('softmaxCrossEntropy', 'mean', 510), (p) => {
       const full = new BatchDiagHessian();
       const sub = new BatchDiagHessian({ subsampling: [3, 1], name: 'sub' });
       const r = p.ext.backward(p.x, p.y, { extensions: [full, sub] });
-      p.params.forEach((_, i) => {
-        const sliced = tf.gather(r.get(full, i), [3, 1]);
-        expect(r.get(sub, i).shape).toEqual(sliced.shape);
-        expectClose(r.get(sub, i).dataSync(), sliced.dataSync(), TOL, `subsampled parameter ${i}`);
-        sliced.dispose();
-      });
+      expectSubsampledSlices(p, r, full, sub, [3, 1], 0, TOL);
       r.dispose();
-    } finally {
-      p.dispose();
-    }
+    });
   });
 });
 
@@ -225,8 +190,7 @@ describe('validation of unsupported modules and losses', () => {
   }
 
   it('DiagHessian refuses a nonlinear module without residual, naming the extension and the layer', () => {
-    const p = makeProblem(net('mse', 'sum', 600));
-    try {
+    withProblem(net('mse', 'sum', 600), (p) => {
       const info = infoWith(p, fakeModule('LayerNormalization'), 'my_norm');
       expect(() => new DiagHessian().validate(info)).toThrow(
         /DiagHessian: layer 'my_norm' \(LayerNormalization\) is not elementwise and provides no second-derivative residual.*DiagGGNExact/,
@@ -245,9 +209,7 @@ describe('validation of unsupported modules and losses', () => {
       );
       // The real model passes.
       expect(() => new DiagHessian().validate(p.ext.info)).not.toThrow();
-    } finally {
-      p.dispose();
-    }
+    });
   });
 
   it('refuses a loss without the needed square-root factor, through backward(), without leaks', () => {

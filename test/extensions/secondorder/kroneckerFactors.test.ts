@@ -11,16 +11,11 @@
 import * as tf from '@tensorflow/tfjs';
 import { describe, expect, it } from 'vitest';
 import { kroneckerApply, kroneckerEigen, kroneckerInverseApply, type KroneckerFactors } from '../../../extensions/secondorder/index';
+import { maxAbs } from '../../conformance/compare';
 import { kron, lcg, matVec, maxRelErr, randomPsd, randomTensor, sub, type Mat } from './kroneckerReference';
 
 const TOL = 1e-5;
 const TOL_SOLVE = 1e-4;
-
-function maxAbs(a: ArrayLike<number>): number {
-  let m = 0;
-  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] as number));
-  return m;
-}
 
 /** Random PSD factors (A possibly rank-deficient) and the explicit kron(A, G) (bias: G). */
 function factors(I: number | undefined, O: number, rankA: number, seed: number): { f: KroneckerFactors; M: Mat; n: number; maxEig: number } {

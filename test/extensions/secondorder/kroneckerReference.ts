@@ -6,8 +6,10 @@
  * input Jacobians via `tf.grad` per output entry, and small dense matrix algebra.
  */
 import * as tf from '@tensorflow/tfjs';
+import { normalizer, type LossKind } from '../../helpers/autodiff';
 
-export type LossKind = 'mse' | 'softmaxCrossEntropy' | 'sigmoidCrossEntropy';
+export type { LossKind };
+export { normalizer };
 export type Mat = Float64Array; // row-major
 
 export interface ParamSlice {
@@ -62,11 +64,6 @@ export function perSampleJacobians(model: tf.LayersModel, x: tf.Tensor): Mat[] {
     Js.push(J);
   }
   return Js;
-}
-
-export function normalizer(kind: LossKind, reduction: 'mean' | 'sum', N: number, C: number): number {
-  if (reduction === 'sum') return 1;
-  return kind === 'softmaxCrossEntropy' ? N : N * C;
 }
 
 function softmax(f: number[]): number[] {
@@ -193,18 +190,7 @@ export function sub(a: ArrayLike<number>, b: ArrayLike<number>): Mat {
   return out;
 }
 
-/** max |a − e| / max |e|. */
-export function maxRelErr(a: ArrayLike<number>, e: ArrayLike<number>): number {
-  if (a.length !== e.length) return Infinity;
-  let err = 0;
-  let scale = 0;
-  for (let i = 0; i < e.length; i++) {
-    scale = Math.max(scale, Math.abs(e[i] as number));
-    const d = Math.abs((a[i] as number) - (e[i] as number));
-    err = Number.isNaN(d) ? Infinity : Math.max(err, d);
-  }
-  return scale > 0 ? err / scale : err;
-}
+export { maxRelErr } from '../../conformance/compare';
 
 /**
  * Input Jacobian of one layer for one sample, `[d_out, d_in]` (both flattened

@@ -5,17 +5,18 @@
  * measured ~1e-7); the Jacobian carries no loss factor, so the loss and
  * reduction must not change it.
  */
-import * as tf from '@tensorflow/tfjs';
 import { describe, expect, it } from 'vitest';
 import { OutputJacobian } from '../../../extensions/secondorder/index';
 import { SUPPORTED_LAYERS } from '../../../src/derivatives/index';
 import {
   expectClose,
   expectNoLeak,
+  expectSubsampledSlices,
   flatResults,
   jacobiansRef,
   makeProblem,
   paramSlice,
+  withProblem,
   type Problem,
   type ProblemSpec,
 } from './reference';
@@ -56,36 +57,23 @@ describe('OutputJacobian', () => {
       ['softmaxCrossEntropy', 'sum'],
       ['sigmoidCrossEntropy', 'mean'],
     ] as const).entries()) {
-      const p = makeProblem(mlp(loss, reduction, 300 + k));
-      try {
-        check(p);
-      } finally {
-        p.dispose();
-      }
+      withProblem(mlp(loss, reduction, 300 + k), (p) => check(p));
     }
   });
 
   it('subsampling equals slicing', () => {
-    const p = makeProblem(mlp('softmaxCrossEntropy', 'mean', 310));
-    try {
+    withProblem(mlp('softmaxCrossEntropy', 'mean', 310), (p) => {
       check(p, [3, 1]);
       const full = new OutputJacobian();
       const sub = new OutputJacobian({ subsampling: [2], name: 'sub' });
       const r = p.ext.backward(p.x, p.y, { extensions: [full, sub] });
-      p.params.forEach((_, i) => {
-        const sliced = tf.gather(r.get(full, i), [2]);
-        expectClose(r.get(sub, i).dataSync(), sliced.dataSync(), TOL, `subsampled parameter ${i}`);
-        sliced.dispose();
-      });
+      expectSubsampledSlices(p, r, full, sub, [2], 0, TOL);
       r.dispose();
-    } finally {
-      p.dispose();
-    }
+    });
   });
 
   it('leaks no tensors across repeated steps and on error paths', () => {
-    const p = makeProblem(mlp('mse', 'sum', 320));
-    try {
+    withProblem(mlp('mse', 'sum', 320), (p) => {
       const ext = new OutputJacobian();
       expectNoLeak(() => {
         for (let k = 0; k < 3; k++) p.ext.backward(p.x, p.y, { extensions: [ext] }).dispose();
@@ -93,9 +81,7 @@ describe('OutputJacobian', () => {
       const bad = new OutputJacobian({ subsampling: [10] });
       expectNoLeak(() => expect(() => p.ext.backward(p.x, p.y, { extensions: [bad] })).toThrow(/OutputJacobian.*subsampling.*10/));
       expect(() => new OutputJacobian({ subsampling: [1, 2.5] })).toThrow(/OutputJacobian: option 'subsampling' has entry 2.5/);
-    } finally {
-      p.dispose();
-    }
+    });
   });
 
   it.skipIf(!SUPPORTED_LAYERS.includes('Conv2D'))('equals the autodiff Jacobians on a Conv2D model', () => {

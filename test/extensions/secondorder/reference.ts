@@ -5,18 +5,21 @@
  *   - output Jacobians J_n (tf.grads of each output of each sample),
  *   - loss Hessians H_n and BackPACK's factors S_n (FORMAT.md §4, float64),
  *   - the GGN Σ_n J_nᵀ H_n J_n (float64),
- *   - Hessian diagonals by nested tf.grad (exact second derivatives in float32).
+ *   - Hessian diagonals by float64 central differences of a float64 forward
+ *     pass (Richardson-extrapolated, see hessianDiagRef).
  * Conv2D and pooling are written as sums of shifted slices (stride 1) so that
- * nested gradients exist on every backend (wasm has no Conv2DBackpropFilter).
+ * their gradients exist on every backend (wasm has no Conv2DBackpropFilter).
  */
 import * as tf from '@tensorflow/tfjs';
 import { expect } from 'vitest';
+import { maxRelErr } from '../../conformance/compare';
+import { normalizer, type LossKind } from '../../helpers/autodiff';
 import type { BackwardResult } from '../../../src/engine/results';
 import type { Extension } from '../../../src/engine/extension';
 import { extend, type ExtendedModel } from '../../../src/engine/extend';
 
 export type Act = 'tanh' | 'sigmoid' | 'relu' | 'elu' | 'linear';
-export type LossKind = 'mse' | 'softmaxCrossEntropy' | 'sigmoidCrossEntropy';
+export type { LossKind };
 export type Reduction = 'mean' | 'sum';
 
 export type LayerSpec =
@@ -141,22 +144,6 @@ export function forwardRef(spec: ProblemSpec, params: readonly tf.Tensor[], x: t
   return h as tf.Tensor2D;
 }
 
-/** Loss normaliser (FORMAT.md §4). */
-export function normalizer(loss: LossKind, reduction: Reduction, N: number, C: number): number {
-  if (reduction === 'sum') return 1;
-  return loss === 'softmaxCrossEntropy' ? N : N * C;
-}
-
-/** `Σ_n s_n / norm` over the rows of f (plain TF.js ops, nested-differentiable). */
-export function lossRef(loss: LossKind, f: tf.Tensor2D, yRows: tf.Tensor2D, norm: number): tf.Scalar {
-  let s: tf.Tensor;
-  if (loss === 'mse') s = tf.sum(tf.square(tf.sub(f, yRows)));
-  else if (loss === 'softmaxCrossEntropy') s = tf.neg(tf.sum(tf.mul(yRows, tf.logSoftmax(f))));
-  // max(f, 0) − f·y + log(1 + e^{−|f|})
-  else s = tf.sum(tf.add(tf.sub(tf.relu(f), tf.mul(f, yRows)), tf.log(tf.add(1, tf.exp(tf.neg(tf.abs(f)))))));
-  return tf.div(s, norm) as tf.Scalar;
-}
-
 export function makeProblem(spec: ProblemSpec): Problem {
   const scale = spec.weightScale ?? 0.6;
   const model = tf.sequential();
@@ -228,6 +215,16 @@ export function makeProblem(spec: ProblemSpec): Problem {
       model.dispose();
     },
   };
+}
+
+/** Build the problem of `spec`, run `check` on it and dispose it (also when `check` throws). */
+export function withProblem<T>(spec: ProblemSpec, check: (p: Problem) => T): T {
+  const p = makeProblem(spec);
+  try {
+    return check(p);
+  } finally {
+    p.dispose();
+  }
 }
 
 /** Model outputs `f [N, C]` as float64 rows. */
@@ -561,29 +558,40 @@ export function flatResults(p: Problem, r: BackwardResult, ext: Extension<tf.Ten
   });
 }
 
-/** max |a − e| / max |e|. */
-export function relErr(actual: ArrayLike<number>, expected: ArrayLike<number>): number {
-  expect(actual.length).toBe(expected.length);
-  let err = 0;
-  let scale = 0;
-  for (let i = 0; i < expected.length; i++) {
-    err = Math.max(err, Math.abs((actual[i] as number) - (expected[i] as number)));
-    scale = Math.max(scale, Math.abs(expected[i] as number));
-  }
-  return scale > 0 ? err / scale : err;
-}
+export { maxRelErr };
 
 /** Assert a relative error (FORMAT.md §8 metric) below `tol`, naming what is compared. */
 export function expectClose(actual: ArrayLike<number>, expected: ArrayLike<number>, tol: number, what: string): void {
-  const e = relErr(actual, expected);
+  const e = maxRelErr(actual, expected);
   expect(e, `${what}: max rel err ${e.toExponential(2)} > ${tol}`).toBeLessThanOrEqual(tol);
 }
 
-/** Run `fn` and check that it leaves no tensors behind. */
-export function expectNoLeak(fn: () => void, what = 'step'): void {
-  const before = tf.memory().numTensors;
-  fn();
-  expect(tf.memory().numTensors - before, `${what} leaked tensors`).toBe(0);
+export { expectNoLeak } from '../../helpers/leaks';
+
+/**
+ * With `subsampling: samples`, `sub` gives `full`'s result sliced to those
+ * samples along the sample axis (0 for per-sample results `[n, ...]`, 1 for
+ * stacks `[V, n, ...]`), for every parameter: same shape, values to `tol`.
+ */
+export function expectSubsampledSlices(
+  p: Problem,
+  r: BackwardResult,
+  full: Extension<tf.Tensor>,
+  sub: Extension<tf.Tensor>,
+  samples: readonly number[],
+  axis: 0 | 1,
+  tol: number,
+  what = 'subsampled parameter',
+): void {
+  p.params.forEach((_, i) => {
+    const sliced = tf.gather(r.get(full, i), samples as number[], axis);
+    try {
+      expect(r.get(sub, i).shape).toEqual(sliced.shape);
+      expectClose(r.get(sub, i).dataSync(), sliced.dataSync(), tol, `${what} ${i}`);
+    } finally {
+      sliced.dispose();
+    }
+  });
 }
 
 export const LOSSES: readonly LossKind[] = ['mse', 'softmaxCrossEntropy', 'sigmoidCrossEntropy'];

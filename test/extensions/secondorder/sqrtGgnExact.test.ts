@@ -17,14 +17,16 @@ import {
   block,
   expectClose,
   expectNoLeak,
+  expectSubsampledSlices,
   flatResults,
   jacobiansRef,
-  LOSSES,
   lossCurvatureRef,
+  LOSSES,
   makeProblem,
   perSampleGgnRef,
   REDUCTIONS,
   sumMatrices,
+  withProblem,
   type Problem,
   type ProblemSpec,
 } from './reference';
@@ -86,12 +88,7 @@ describe('SqrtGGNExact', () => {
   LOSSES.forEach((loss, li) =>
     REDUCTIONS.forEach((reduction, ri) =>
       it(`equals S_n J_n and factors the GGN (${loss}, ${reduction})`, () => {
-        const p = makeProblem(mlp(loss, reduction, 10 + 2 * li + ri));
-        try {
-          checkAgainstAutodiff(p);
-        } finally {
-          p.dispose();
-        }
+        withProblem(mlp(loss, reduction, 10 + 2 * li + ri), (p) => checkAgainstAutodiff(p));
       }),
     ),
   );
@@ -103,14 +100,8 @@ describe('SqrtGGNExact', () => {
       const sub = new SqrtGGNExact({ subsampling: [2, 0, 2], name: 'sub' });
       const r = p.ext.backward(p.x, p.y, { extensions: [full, sub] });
       try {
-        p.params.forEach((_, i) => {
-          const f = r.get(full, i);
-          const s = r.get(sub, i);
-          expect(s.shape).toEqual([p.C, 3, ...(p.shapes[i] as number[])]);
-          const sliced = tf.gather(f, [2, 0, 2], 1);
-          expectClose(s.dataSync(), sliced.dataSync(), TOL, `${loss} subsampled parameter ${i}`);
-          sliced.dispose();
-        });
+        p.params.forEach((_, i) => expect(r.get(sub, i).shape).toEqual([p.C, 3, ...(p.shapes[i] as number[])]));
+        expectSubsampledSlices(p, r, full, sub, [2, 0, 2], 1, TOL, `${loss} subsampled parameter`);
       } finally {
         r.dispose();
         p.dispose();
@@ -119,8 +110,7 @@ describe('SqrtGGNExact', () => {
   });
 
   it('leaks no tensors across repeated steps and on error paths', () => {
-    const p = makeProblem(mlp('softmaxCrossEntropy', 'mean', 40));
-    try {
+    withProblem(mlp('softmaxCrossEntropy', 'mean', 40), (p) => {
       const ext = new SqrtGGNExact({ subsampling: [1, 3] });
       expectNoLeak(() => {
         for (let k = 0; k < 3; k++) p.ext.backward(p.x, p.y, { extensions: [ext] }).dispose();
@@ -129,9 +119,7 @@ describe('SqrtGGNExact', () => {
       expectNoLeak(() => {
         expect(() => p.ext.backward(p.x, p.y, { extensions: [bad] })).toThrow(/SqrtGGNExact.*subsampling.*index 4.*4 samples/);
       }, 'error path');
-    } finally {
-      p.dispose();
-    }
+    });
   });
 
   it('validates its options', () => {

@@ -26,6 +26,7 @@ import {
   meanAndStdErr,
   perSampleGgnRef,
   sumMatrices,
+  withProblem,
   type Problem,
   type ProblemSpec,
 } from './reference';
@@ -109,8 +110,7 @@ describe('SqrtGGNMC', () => {
   });
 
   it('shares one quantity between MC extensions with equal mcSamples and seed', () => {
-    const p = makeProblem(mlp('softmaxCrossEntropy', 'mean', 80));
-    try {
+    withProblem(mlp('softmaxCrossEntropy', 'mean', 80), (p) => {
       const a = new SqrtGGNMC({ mcSamples: 5, seed: 11 });
       const b = new SqrtGGNMC({ mcSamples: 5, seed: 11, name: 'b' });
       const c = new SqrtGGNMC({ mcSamples: 5, seed: 12, name: 'c' });
@@ -139,14 +139,11 @@ describe('SqrtGGNMC', () => {
       expect(Array.from(r2.get(a, 0).dataSync())).toEqual(Array.from(r3.get(b, 0).dataSync()));
       r2.dispose();
       r3.dispose();
-    } finally {
-      p.dispose();
-    }
+    });
   });
 
   it('needs a seed in deterministic mode; the step seed makes it reproducible', () => {
-    const p = makeProblem(mlp('mse', 'sum', 90));
-    try {
+    withProblem(mlp('mse', 'sum', 90), (p) => {
       const unseeded = new SqrtGGNMC({ mcSamples: 2 });
       expectNoLeak(() => {
         expect(() => p.ext.backward(p.x, p.y, { extensions: [unseeded], deterministic: true })).toThrow(
@@ -160,9 +157,7 @@ describe('SqrtGGNMC', () => {
       r2.dispose();
       const seeded = new SqrtGGNMC({ mcSamples: 2, seed: 1 });
       p.ext.backward(p.x, p.y, { extensions: [seeded], deterministic: true }).dispose();
-    } finally {
-      p.dispose();
-    }
+    });
   });
 
   it('validates its options', () => {
@@ -176,8 +171,7 @@ describe('SqrtGGNMC', () => {
   });
 
   it('leaks no tensors across repeated steps and on error paths', () => {
-    const p = makeProblem(mlp('sigmoidCrossEntropy', 'sum', 95));
-    try {
+    withProblem(mlp('sigmoidCrossEntropy', 'sum', 95), (p) => {
       const ext = new SqrtGGNMC({ mcSamples: 3, seed: 2, subsampling: [0, 2] });
       expectNoLeak(() => {
         for (let k = 0; k < 3; k++) p.ext.backward(p.x, p.y, { extensions: [ext] }).dispose();
@@ -186,8 +180,6 @@ describe('SqrtGGNMC', () => {
       expectNoLeak(() => {
         expect(() => p.ext.backward(p.x, p.y, { extensions: [bad] })).toThrow(/SqrtGGNMC.*subsampling/);
       }, 'error path');
-    } finally {
-      p.dispose();
-    }
+    });
   });
 });

@@ -16,7 +16,7 @@ import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { extend } from '../../../src/engine/extend';
 import { Trainer } from '../../../src/train/trainer';
 import { TrainingPlugin } from '../../../src/train/plugin';
@@ -26,14 +26,9 @@ import { monitorFigure } from '../../../src/train/monitor/figures';
 import { figureSvg } from '../../../src/train/monitor/svgPlot';
 import { bruteForce, dot, groupIndices, jacobiEigen, makeTargets, restrictMat, restrictVec, smallMlp, type BruteForce } from '../../helpers/ggnBruteForce';
 import { parseXml, allElements } from './xml';
+import { expectNoLeaksPerTest } from '../../helpers/leaks';
 
-let before = 0;
-beforeEach(() => {
-  before = tf.memory().numTensors;
-});
-afterEach(() => {
-  expect(tf.memory().numTensors).toBe(before);
-});
+expectNoLeaksPerTest();
 
 const K = 3;
 

@@ -14,7 +14,7 @@
  * ~1e-5 relative; we allow 2e-4.
  */
 import * as tf from '@tensorflow/tfjs';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { extend } from '../../../src/engine/extend';
 import { Trainer } from '../../../src/train/trainer';
 import { TrainingPlugin } from '../../../src/train/plugin';
@@ -23,17 +23,12 @@ import { useWithPlugin } from '../../../src/train/optimizers/common';
 import { Eigvalsh } from '../../../hooks/eigvalsh';
 import { groupsPerLayer } from '../../../hooks/groups';
 import { bruteForce, dot, groupIndices, jacobiEigen, makeTargets, restrictMat, restrictVec, smallMlp, type BruteForce } from '../../helpers/ggnBruteForce';
-import { addIdentity, flatWeights, relDiff, solve, sub } from './reference';
+import { addIdentity, flatWeights, maxRelErr, solve, sub } from './reference';
+import { expectNoLeaksPerTest } from '../../helpers/leaks';
 
 const TOL = 2e-4;
 
-let before = 0;
-beforeEach(() => {
-  before = tf.memory().numTensors;
-});
-afterEach(() => {
-  expect(tf.memory().numTensors).toBe(before);
-});
+expectNoLeaksPerTest();
 
 /** Top-k eigenpairs of a group's explicit GGN block, with the relative gap at the selection boundary. */
 function topEigen(bf: BruteForce, names: readonly string[], k: number) {
@@ -79,7 +74,7 @@ describe('DampedNewton: the update equals the explicit float64 step', () => {
         const a = (-lr * dot(e, t.g)) / ((t.lambda[k] as number) + delta);
         for (let i = 0; i < want.length; i++) want[i] += a * (e[i] as number);
       });
-      expect(relDiff(restrictVec(step, t.idx), want)).toBeLessThan(TOL);
+      expect(maxRelErr(restrictVec(step, t.idx), want)).toBeLessThan(TOL);
     }
     tf.dispose([x, y]);
     model.dispose();
@@ -104,11 +99,11 @@ describe('DampedNewton: the update equals the explicit float64 step', () => {
       for (let i = 0; i < n; i++) for (let j = 0; j < n; j++) M[i * n + j] += (t.lambda[k] as number) * (e[i] as number) * (e[j] as number);
     });
     const want = solve(addIdentity(M, n, delta), t.g, n).map((v) => -lr * v);
-    expect(relDiff(restrictVec(step, t.idx), want)).toBeLessThan(TOL);
+    expect(maxRelErr(restrictVec(step, t.idx), want)).toBeLessThan(TOL);
     // Layer 1 is in no group: plain SGD with complementLr.
     const idx1 = groupIndices(bf, layerNames(model, 1));
     const want1 = restrictVec(bf.grad, idx1).map((v) => (-lr / delta) * v);
-    expect(relDiff(restrictVec(step, idx1), want1)).toBeLessThan(1e-5);
+    expect(maxRelErr(restrictVec(step, idx1), want1)).toBeLessThan(1e-5);
     tf.dispose([x, y]);
     model.dispose();
   });
@@ -131,14 +126,14 @@ describe('DampedNewton: the update equals the explicit float64 step', () => {
       const evals = seen[1 - layer] as number[];
       const t = topEigen(bf, layerNames(model, layer), 2);
       expect(t.gap).toBeGreaterThan(1e-2);
-      expect(relDiff(evals, t.lambda)).toBeLessThan(1e-4);
+      expect(maxRelErr(evals, t.lambda)).toBeLessThan(1e-4);
       const want = new Float64Array(t.idx.length);
       t.evecs.forEach((e, k) => {
         const l = t.lambda[k] as number;
         const a = -dot(e, t.g) / (l + 0.1 + 0.5 * l);
         for (let i = 0; i < want.length; i++) want[i] += a * (e[i] as number);
       });
-      expect(relDiff(restrictVec(step, t.idx), want)).toBeLessThan(TOL);
+      expect(maxRelErr(restrictVec(step, t.idx), want)).toBeLessThan(TOL);
     }
     tf.dispose([x, y]);
     model.dispose();
@@ -162,8 +157,8 @@ describe('DampedNewton in training', () => {
     stop();
     plugin.detach();
     // Same arithmetic (curvpack's derivatives in both): float32 summation-order noise only.
-    expect(relDiff(flatWeights(b.model), flatWeights(a.model))).toBeLessThan(1e-5);
-    expect(relDiff(flatWeights(b.model), theta0)).toBeGreaterThan(1e-2);
+    expect(maxRelErr(flatWeights(b.model), flatWeights(a.model))).toBeLessThan(1e-5);
+    expect(maxRelErr(flatWeights(b.model), theta0)).toBeGreaterThan(1e-2);
     tf.dispose([a.x, a.y, b.x, b.y]);
     a.model.dispose();
     b.model.dispose();

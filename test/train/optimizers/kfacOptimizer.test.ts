@@ -18,7 +18,7 @@
  * size ~1), so the updates agree to ~1e-5; we allow 2e-4.
  */
 import * as tf from '@tensorflow/tfjs';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { extend } from '../../../src/engine/extend';
 import type { ExtendedModel } from '../../../src/engine/extend';
 import { Trainer } from '../../../src/train/trainer';
@@ -28,17 +28,12 @@ import { useWithPlugin } from '../../../src/train/optimizers/common';
 import { Eigvalsh } from '../../../hooks/eigvalsh';
 import { groupsPerLayer } from '../../../hooks/groups';
 import { bruteForce, groupIndices, makeTargets, restrictVec, smallMlp, type BruteForce } from '../../helpers/ggnBruteForce';
-import { addIdentity, flatWeights, kron, relDiff, solve, sub } from './reference';
+import { addIdentity, flatWeights, kron, maxRelErr, solve, sub } from './reference';
+import { expectNoLeaksPerTest } from '../../helpers/leaks';
 
 const TOL = 2e-4;
 
-let before = 0;
-beforeEach(() => {
-  before = tf.memory().numTensors;
-});
-afterEach(() => {
-  expect(tf.memory().numTensors).toBe(before);
-});
+expectNoLeaksPerTest();
 
 function problem(seed: number, N = 8, oneHot = false, deadInput = false) {
   const model = smallMlp(4, 5, 3, 'tanh', seed);
@@ -141,9 +136,9 @@ describe('KfacOptimizer: the update equals the explicit float64 update', () => {
       for (let s = 0; s < 4; s++) {
         const last = s - (s % 2); // steps 0, 1 use the inversion of step 0; steps 2, 3 that of step 2
         const want = explicitDirection(ext, rec, last, s, beta, delta, mode).map((v) => -lr * v);
-        expect(relDiff(deltas[s] as Float64Array, want)).toBeLessThan(TOL);
+        expect(maxRelErr(deltas[s] as Float64Array, want)).toBeLessThan(TOL);
         // Not the update from the current averages (the inverse is stale between inversions).
-        if (s % 2 === 1) expect(relDiff(deltas[s] as Float64Array, explicitDirection(ext, rec, s, s, beta, delta, mode).map((v) => -lr * v))).toBeGreaterThan(1e-3);
+        if (s % 2 === 1) expect(maxRelErr(deltas[s] as Float64Array, explicitDirection(ext, rec, s, s, beta, delta, mode).map((v) => -lr * v))).toBeGreaterThan(1e-3);
       }
       opt.dispose();
       tf.dispose([x, y]);
@@ -169,7 +164,7 @@ describe('KfacOptimizer: the update equals the explicit float64 update', () => {
       const nu = Math.min(1, Math.sqrt(kappa / (lr * lr * vg)));
       if (nu < 1) clipped += 1;
       m = d.map((v, i) => (m === undefined ? 0 : mu * (m[i] as number)) + nu * v);
-      expect(relDiff(deltas[s] as Float64Array, m.map((v) => -lr * v))).toBeLessThan(TOL);
+      expect(maxRelErr(deltas[s] as Float64Array, m.map((v) => -lr * v))).toBeLessThan(TOL);
     }
     expect(clipped).toBeGreaterThan(0);
     opt.dispose();
@@ -275,11 +270,11 @@ describe('KfacOptimizer: the update equals the explicit float64 update', () => {
         want.push(...dir);
       });
       scalings.push(stepScaling);
-      expect(relDiff(deltas[s] as Float64Array, want.map((v) => -lr * v))).toBeLessThan(TOL);
+      expect(maxRelErr(deltas[s] as Float64Array, want.map((v) => -lr * v))).toBeLessThan(TOL);
     }
     // The optimizer's own scaling after step 4 equals the brute-force one of step 4 (the EMA restarted at 3).
     const own = opt.scaling() as Record<string, tf.Tensor>;
-    ext.params.forEach((p, j) => expect(relDiff(own[p.name]!.dataSync(), (scalings[4] as Float64Array[])[j] as Float64Array)).toBeLessThan(1e-4));
+    ext.params.forEach((p, j) => expect(maxRelErr(own[p.name]!.dataSync(), (scalings[4] as Float64Array[])[j] as Float64Array)).toBeLessThan(1e-4));
     opt.dispose();
     tf.dispose([x, y]);
     model.dispose();
@@ -371,7 +366,7 @@ describe('KfacOptimizer in training', () => {
     stop();
     plugin.detach();
     expect(optB.steps).toBe(6);
-    expect(relDiff(flatWeights(b.model), flatWeights(a.model))).toBeLessThan(1e-5);
+    expect(maxRelErr(flatWeights(b.model), flatWeights(a.model))).toBeLessThan(1e-5);
     optA.dispose();
     optB.dispose();
     sgd0.dispose();

@@ -64,23 +64,9 @@ export function solve(M: ArrayLike<number>, b: ArrayLike<number>, n: number): Fl
   return x;
 }
 
-/** max |a − b| / max |b|. */
-export function relDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  let err = 0;
-  let scale = 0;
-  for (let i = 0; i < b.length; i++) {
-    err = Math.max(err, Math.abs((a[i] as number) - (b[i] as number)));
-    scale = Math.max(scale, Math.abs(b[i] as number));
-  }
-  return scale > 0 ? err / scale : err;
-}
+export { maxRelErr } from '../../conformance/compare';
 
 /** `a − b`. */
 export function sub(a: ArrayLike<number>, b: ArrayLike<number>): Float64Array {
   return Float64Array.from({ length: a.length }, (_, i) => (a[i] as number) - (b[i] as number));
-}
-
-/** Full-batch loss of an extended model's model on (x, y), via its own forward (a number). */
-export function tensorData(t: tf.Tensor): Float64Array {
-  return Float64Array.from(t.dataSync());
 }
