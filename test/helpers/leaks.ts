@@ -1,6 +1,8 @@
 /**
  * Tensor-leak checks for the tests: every tensor a computation creates must
- * be disposed by it (or returned to the caller), on success paths.
+ * be disposed by it (or returned to the caller) — on success and on error
+ * paths. When `fn` throws, the leak is checked before the error is rethrown,
+ * so `expect(() => expectNoLeak(bad)).toThrow(/…/)` fails on a leak.
  */
 import * as tf from '@tensorflow/tfjs';
 import { afterEach, beforeEach, expect } from 'vitest';
@@ -8,7 +10,13 @@ import { afterEach, beforeEach, expect } from 'vitest';
 /** Run `fn` and expect `tf.memory().numTensors` unchanged afterwards; returns fn's result. */
 export function expectNoLeak<T>(fn: () => T, what = 'step'): T {
   const before = tf.memory().numTensors;
-  const out = fn();
+  let out: T;
+  try {
+    out = fn();
+  } catch (e) {
+    expect(tf.memory().numTensors - before, `${what} leaked tensors on its error path`).toBe(0);
+    throw e;
+  }
   expect(tf.memory().numTensors - before, `${what} leaked tensors`).toBe(0);
   return out;
 }
@@ -16,7 +24,13 @@ export function expectNoLeak<T>(fn: () => T, what = 'step'): T {
 /** `expectNoLeak` for an asynchronous `fn`. */
 export async function expectNoLeakAsync<T>(fn: () => Promise<T>, what = 'step'): Promise<T> {
   const before = tf.memory().numTensors;
-  const out = await fn();
+  let out: T;
+  try {
+    out = await fn();
+  } catch (e) {
+    expect(tf.memory().numTensors - before, `${what} leaked tensors on its error path`).toBe(0);
+    throw e;
+  }
   expect(tf.memory().numTensors - before, `${what} leaked tensors`).toBe(0);
   return out;
 }

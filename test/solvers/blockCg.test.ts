@@ -96,7 +96,9 @@ describe('blockCg', () => {
     const nan = LinearOperator.fromMatvec(D, (v) => tf.mul(v, NaN));
     expect(() => expectNoLeak(() => blockCg(nan, B))).toThrow(/non-finite/);
     expect(() => expectNoLeak(() => blockCg(A, B, { rankTol: 0 }))).toThrow(/rankTol/);
-    expect(() => expectNoLeak(() => blockCg(A, tf.ones([2, D + 1])))).toThrow(/length/);
+    const wrongLength = tf.ones([2, D + 1]); // the caller's tensor: created and disposed outside the leak check
+    expect(() => expectNoLeak(() => blockCg(A, wrongLength))).toThrow(/length/);
+    wrongLength.dispose();
     B.dispose();
   });
 });
