@@ -223,21 +223,31 @@ export class BackwardStep {
     return this.memoize(`X${samplesKey(samples)}`, () => module.unfoldInput(this.record(i, samples)));
   }
 
+  /**
+   * A parameter product of an output stack (rows of `samples`): the one place
+   * that decides how. X is made only when a product needs it; the summed
+   * kernel product uses the module's own `summedKernelProduct` from the
+   * record where it has one (Conv2D: one convolution instead of im2col).
+   */
+  private product(i: number, param: ParamInfo, kind: ProductKind, stack: tf.Tensor, samples?: readonly number[]): tf.Tensor {
+    const module = this.model.modules[i] as LinearModuleDerivatives;
+    const kernel = param.role === 'kernel';
+    const fromRecord = kernel && kind === 'summed' && module.summedKernelProduct !== undefined;
+    return paramProduct(
+      kind,
+      module,
+      param.role,
+      param.shape,
+      kernel ? () => this.unfolded(i, samples) : undefined,
+      stack,
+      fromRecord ? this.record(i, samples) : undefined,
+    );
+  }
+
   private paramContext(i: number, param: ParamInfo, gradient: tf.Tensor): ParamContext {
     const module = this.model.modules[i] as LinearModuleDerivatives;
-    const unfolded = (samples?: readonly number[]) => this.unfolded(i, samples);
-    // X is made only when a product needs it: Conv2D's summed kernel product uses the record instead.
-    const fast = param.role === 'kernel' && module.summedKernelProduct !== undefined;
     const product = (kind: ProductKind) => (stack: tf.Tensor, samples?: readonly number[]) =>
-      paramProduct(
-        kind,
-        module,
-        param.role,
-        param.shape,
-        param.role === 'kernel' ? () => unfolded(samples) : undefined,
-        stack,
-        fast && kind === 'summed' ? this.record(i, samples) : undefined,
-      );
+      this.product(i, param, kind, stack, samples);
     return {
       param,
       module,
@@ -258,7 +268,7 @@ export class BackwardStep {
       sumSquared: product('sumSquared'),
       perSampleSumSquared: product('perSampleSumSquared'),
       perSampleSquaredNorm: product('perSampleSquaredNorm'),
-      unfoldedInput: unfolded,
+      unfoldedInput: (samples) => this.unfolded(i, samples),
       memo: (key, make) => this.memoize(`user:${key}`, make),
     };
   }
@@ -346,13 +356,9 @@ export class BackwardStep {
   }
 
   private processParam(i: number, p: ParamInfo): void {
-    const gradient = tf.tidy(() => {
-      const mod = this.model.modules[i] as LinearModuleDerivatives;
-      const X = p.role === 'kernel' ? () => this.unfolded(i, undefined) : undefined;
-      const rec = p.role === 'kernel' ? this.record(i, undefined) : undefined;
-      const g = paramProduct('summed', mod, p.role, p.shape, X, tf.expandDims(this.grad as tf.Tensor, 0), rec);
-      return tf.reshape(g, p.shape as number[]);
-    });
+    const gradient = tf.tidy(() =>
+      tf.reshape(this.product(i, p, 'summed', tf.expandDims(this.grad as tf.Tensor, 0)), p.shape as number[]),
+    );
     this.out.grads[p.variable.name] = this.own(gradient);
     if (this.gradOnly) return;
     const ctx = this.paramContext(i, p, gradient);
