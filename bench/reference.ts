@@ -23,3 +23,8 @@ export function backpackTimings(): Record<string, Partial<Record<ProblemName, Re
   }
   return out;
 }
+
+/** Seconds as `12.3 ms` or `1.23 s`. */
+export function formatSeconds(s: number): string {
+  return s >= 1 ? `${s.toFixed(2)} s` : `${(s * 1000).toFixed(1)} ms`;
+}

@@ -13,7 +13,7 @@ import * as tf from '@tensorflow/tfjs';
 import { initBackend, type BackendName } from '../src/backend';
 import { extend } from '../src/engine/extend';
 import { buildProblem, PROBLEMS, type ProblemName } from './problems';
-import { backpackTimings } from './reference';
+import { backpackTimings, formatSeconds } from './reference';
 import { ROWS, SEED } from './rows';
 
 function arg(name: string): string | undefined {
@@ -41,8 +41,7 @@ function median(xs: number[]): number {
 }
 
 function fmtTime(s: number | undefined): string {
-  if (s === undefined) return 'n/a';
-  return s >= 1 ? `${s.toFixed(2)} s` : `${(s * 1000).toFixed(1)} ms`;
+  return s === undefined ? 'n/a' : formatSeconds(s);
 }
 
 async function main(): Promise<void> {

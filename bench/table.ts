@@ -6,7 +6,7 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { PROBLEMS, type ProblemName } from './problems';
-import { backpackTimings } from './reference';
+import { backpackTimings, formatSeconds } from './reference';
 import { ROWS } from './rows';
 
 interface Entry {
@@ -25,10 +25,6 @@ interface Results {
 const path = (p: string) => fileURLToPath(new URL(p, import.meta.url));
 const res = JSON.parse(readFileSync(path('./results/latest.json'), 'utf8')) as Results;
 const ref = backpackTimings();
-
-function fmt(s: number): string {
-  return s >= 1 ? `${s.toFixed(2)} s` : `${(s * 1000).toFixed(1)} ms`;
-}
 
 const problems = PROBLEMS.filter((p) => res.problems[p] !== undefined);
 const lines: string[] = [];
@@ -51,8 +47,8 @@ for (const row of ROWS) {
     }
     const plain = t.plain?.median_s as number;
     const r = ref[row.name]?.[p];
-    const mine = `${fmt(e.median_s as number)} (${((e.median_s as number) / plain).toFixed(1)}×)`;
-    return r ? `${mine} · ${fmt(r.ms / 1000)} (${r.ratio}×) · **${((e.median_s as number) * 1000 / r.ms).toFixed(2)}**` : mine;
+    const mine = `${formatSeconds(e.median_s as number)} (${((e.median_s as number) / plain).toFixed(1)}×)`;
+    return r ? `${mine} · ${formatSeconds(r.ms / 1000)} (${r.ratio}×) · **${((e.median_s as number) * 1000 / r.ms).toFixed(2)}**` : mine;
   });
   lines.push(`| ${row.name} | ${cells.join(' | ')} |`);
 }

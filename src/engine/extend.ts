@@ -10,7 +10,7 @@ import { isLinearModule } from '../derivatives/types';
 import { modulesForLayer } from '../derivatives/index';
 import { createLoss } from '../derivatives/losses/index';
 import type { LossDerivatives, LossName, Reduction } from '../derivatives/losses/types';
-import { BackwardStep, type StepModel, type StepPlan } from './backward';
+import { BackwardStep, type StepModel, type StepPlan, type StepResults } from './backward';
 import type { Extension, ModelInfo } from './extension';
 import { checkSubsampling } from './extension';
 import type { GroupHook, ParamGroupSpec, ResolvedGroup } from './hook';
@@ -304,7 +304,7 @@ export class ExtendedModel {
         step.disposeIntermediates();
       }
     });
-    return new BackwardResult(raw as unknown as import('./backward').StepResults, this.layout);
+    return new BackwardResult(raw as unknown as StepResults, this.layout);
   }
 
   /** Loss of a batch (no gradients). */
